@@ -1,0 +1,92 @@
+"""Tokenization and batching.
+
+Shapes: B = batch, T = padded sequence length, P = padded prompt length.
+- SFT batches are right-padded; labels are -100 on prompt and pad tokens, so the loss is
+  on response tokens only.
+- Preference batches stack the B chosen sequences, then the B rejected ones: (2B, T),
+  right-padded, so one forward pass scores both.
+- Prompt batches are left-padded (P), the layout `generate` wants.
+The reward and value of a sequence are read at its last real token, found from the
+attention mask (never from token ids, since pad may equal EOS in real tokenizers).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+IGNORE_INDEX = -100
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], max_tokens: int) -> list[list[int]]:
+    """Token ids of each prompt, keeping its last `max_tokens` tokens (the instruction end)."""
+    ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    return [x[-max_tokens:] for x in ids]
+
+
+def encode_responses(tokenizer, responses: Sequence[str], max_tokens: int) -> list[list[int]]:
+    """Token ids of each response followed by EOS, cut to `max_tokens` (a cut one has no EOS)."""
+    ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    return [(x + [tokenizer.eos_token_id])[:max_tokens] for x in ids]
+
+
+def pad(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention_mask), both (B, T_max), padded on `side`."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if not s:
+            continue
+        sl = slice(width - len(s), width) if side == "left" else slice(0, len(s))
+        ids[i, sl] = torch.as_tensor(s, dtype=torch.long)
+        mask[i, sl] = 1
+    return ids, mask
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B,) position of the last real token of each row, for left or right padding."""
+    t = attention_mask.shape[-1]
+    return t - 1 - attention_mask.flip(-1).argmax(-1)
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) positions counting real tokens only, so left padding does not shift them."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+class SFTCollator:
+    """Rows of (prompt_ids, response_ids) -> input_ids, attention_mask, labels (B, T)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        ids, mask = pad([p + r for p, r in rows], self.pad_id)
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        for i, (p, r) in enumerate(rows):
+            labels[i, len(p) : len(p) + len(r)] = torch.as_tensor(r)
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+class PreferenceCollator:
+    """Rows of (prompt_ids, chosen_ids, rejected_ids) -> input_ids, attention_mask (2B, T)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[tuple[list[int], list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        seqs = [p + c for p, c, _ in rows] + [p + r for p, _, r in rows]
+        ids, mask = pad(seqs, self.pad_id)
+        return {"input_ids": ids, "attention_mask": mask}
+
+
+class PromptCollator:
+    """Rows of (index, prompt_ids) -> index (B,), input_ids, attention_mask (B, P) left-padded."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[tuple[int, list[int]]]) -> dict[str, torch.Tensor]:
+        ids, mask = pad([p for _, p in rows], self.pad_id, side="left")
+        return {"index": torch.tensor([i for i, _ in rows]), "input_ids": ids, "attention_mask": mask}

@@ -1,0 +1,80 @@
+"""Causal LMs from a `conf/model/*.yaml` preset: built from its numbers, or loaded by hub id/path.
+
+A preset names the architecture (`gpt_neox` for Pythia, `llama` for Vicuna) and its numbers,
+so the same file can (a) build a random-init model offline (the tiny model; benchmarks),
+(b) count parameters on the meta device without memory or download, and (c) load the real
+weights from `source` with `AutoModelForCausalLM`.
+"""
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, GPTNeoXConfig, LlamaConfig, PretrainedConfig
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return DTYPES[name]
+
+
+def architecture_config(model_cfg, vocab_size: int | None = None) -> PretrainedConfig:
+    """The transformers config of a preset's architecture numbers."""
+    vocab = vocab_size or model_cfg.vocab_size
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=model_cfg.hidden_size,
+        num_hidden_layers=model_cfg.num_layers,
+        num_attention_heads=model_cfg.num_heads,
+        intermediate_size=model_cfg.intermediate_size,
+        max_position_embeddings=model_cfg.max_position_embeddings,
+        tie_word_embeddings=model_cfg.tie_word_embeddings,
+    )
+    if model_cfg.arch == "gpt_neox":
+        return GPTNeoXConfig(rotary_pct=model_cfg.rotary_pct, use_parallel_residual=True, **common)
+    if model_cfg.arch == "llama":
+        return LlamaConfig(num_key_value_heads=model_cfg.num_kv_heads or model_cfg.num_heads, **common)
+    raise ValueError(f"model.arch: unknown architecture {model_cfg.arch!r} (gpt_neox or llama)")
+
+
+def count_parameters(model_cfg) -> int:
+    """Parameters of the preset's architecture, built on the meta device (no memory, no download)."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(architecture_config(model_cfg))
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_causal_lm(model_cfg, tokenizer, seed: int = 0):
+    """The preset's causal LM: random init when `source` is null or `init: random`, else loaded.
+
+    Random init draws from its own RNG seeded with `seed`, so it is the same model for the
+    same seed whatever ran before.
+    """
+    dtype = torch_dtype(model_cfg.dtype)
+    if model_cfg.source is None or model_cfg.init == "random":
+        config = architecture_config(model_cfg, vocab_size=model_cfg.vocab_size or len(tokenizer))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            model_cfg.source, revision=model_cfg.revision, dtype=dtype,
+            trust_remote_code=model_cfg.trust_remote_code,
+        )
+    return prepare(model, tokenizer, model_cfg.gradient_checkpointing)
+
+
+def load_causal_lm(path: str, tokenizer, dtype: str = "float32", gradient_checkpointing: bool = False):
+    """A causal LM exported by a stage (`save_pretrained` folder)."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
+    return prepare(model, tokenizer, gradient_checkpointing)
+
+
+def prepare(model, tokenizer, gradient_checkpointing: bool = False):
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.eos_token_id = tokenizer.eos_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model

@@ -1,0 +1,79 @@
+"""The stage cache: `<artifacts>/<stage>-<hash>/`, content-addressed, atomic, locked.
+
+The hash covers what determines a stage's output: its own config and the hashes of its
+inputs (`spec`). A stage is built in a temporary folder beside its final place, marked
+complete, then renamed in one step; a file lock makes concurrent jobs that need the same
+stage wait for one builder instead of training it twice. A folder without the marker (a
+killed job's leftovers) is never trusted: it is rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("inform")
+COMPLETE = "COMPLETE"
+SPEC = "spec.json"
+
+
+def plain(x: Any) -> Any:
+    """Resolved plain containers for hashing and JSON."""
+    if isinstance(x, DictConfig) or OmegaConf.is_config(x):
+        return OmegaConf.to_container(x, resolve=True)
+    return x
+
+
+def spec_hash(spec: dict) -> str:
+    blob = json.dumps(plain(spec), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def artifact_path(root: str | Path, stage: str, spec: dict) -> Path:
+    return Path(root) / f"{stage}-{spec_hash(spec)}"
+
+
+def is_complete(path: Path) -> bool:
+    return (path / COMPLETE).is_file()
+
+
+def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path], None]) -> Path:
+    """The artifact of `stage` for `spec`, built by `build(tmp_dir)` unless already complete."""
+    final = artifact_path(root, stage, spec)
+    if is_complete(final):
+        log.info("%s: reusing %s", stage, final)
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        if is_complete(final):  # another job built it while we waited
+            log.info("%s: reusing %s (built by another job)", stage, final)
+            return final
+        tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        build(tmp)
+        (tmp / SPEC).write_text(json.dumps(plain(spec), indent=2, sort_keys=True, default=str))
+        (tmp / COMPLETE).write_text("")
+        if final.exists():  # an incomplete leftover of a killed job
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    log.info("%s: built %s", stage, final)
+    return final
+
+
+def read_metrics(path: Path) -> dict:
+    f = path / "metrics.json"
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
