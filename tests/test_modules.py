@@ -1,0 +1,47 @@
+"""The Lightning modules' losses against values computed by hand on a real tiny model."""
+import torch
+import torch.nn.functional as F
+
+from inform.config import validate
+from inform.data.collate import PreferenceCollator, SFTCollator, encode_prompts, encode_responses
+from inform.models.causal_lm import build_causal_lm
+from inform.models.reward_model import RewardModel
+from inform.models.tokenizer import load_tokenizer
+from inform.modules.reward import RewardModule
+from inform.modules.sft import SFTModule
+from inform.objectives import bt_loss
+
+
+def test_sft_loss_is_mean_nll_of_response_tokens_only(compose):
+    cfg = validate(compose())
+    tok = load_tokenizer(cfg.policy)
+    model = build_causal_lm(cfg.policy, tok, seed=0).eval()
+    p = encode_prompts(tok, ["Copy: apple moon kite =", "Copy: owl ="], 16)
+    r = encode_responses(tok, [" apple moon", " owl ! !"], 13)
+    batch = SFTCollator(tok.pad_token_id)(list(zip(p, r)))
+    loss, n_tokens = SFTModule(model)._loss(batch)
+
+    logp = F.log_softmax(model(batch["input_ids"]).logits.double(), -1)  # causal: pad on the right is harmless
+    nll = []
+    for i in range(2):
+        for t in range(len(p[i]), len(p[i]) + len(r[i])):  # response tokens (incl. EOS) only
+            nll.append(-logp[i, t - 1, batch["input_ids"][i, t]])
+    assert n_tokens == len(nll) == len(r[0]) + len(r[1])
+    assert abs(loss.item() - torch.stack(nll).mean().item()) < 1e-5
+
+
+def test_reward_module_scores_pairs_in_one_pass(compose):
+    cfg = validate(compose())
+    tok = load_tokenizer(cfg.policy)
+    torch.manual_seed(0)
+    rm = RewardModel.from_causal_lm(build_causal_lm(cfg.policy, tok, seed=0), {"kind": "scalar"}).eval()
+    p = encode_prompts(tok, ["Copy: apple =", "Copy: moon ="], 16)
+    c = encode_responses(tok, [" apple", " moon"], 13)
+    r = encode_responses(tok, [" ! !", " owl owl owl"], 13)
+    batch = PreferenceCollator(tok.pad_token_id)(list(zip(p, c, r)))
+    module = RewardModule(rm, bt_loss)
+    chosen, rejected = module.score_pairs(batch)
+    with torch.no_grad():
+        alone = [rm(torch.tensor([p[i] + s[i]]), torch.ones(1, len(p[i] + s[i]), dtype=torch.long)).reward.item() for s in (c, r) for i in range(2)]
+    assert torch.allclose(torch.cat([chosen.reward, rejected.reward]), torch.tensor(alone), atol=1e-5)
+    assert not module.wants_gather
