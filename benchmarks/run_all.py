@@ -1,0 +1,30 @@
+"""`make bench`: every CPU benchmark, each a ratio against a bare baseline in the same run.
+
+Results print and go to benchmarks/out/results.json; benchmarks/RESULTS.md records them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from benchmarks import rm_step
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def main() -> None:
+    results = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}",
+        "rm_step": rm_step.main(),
+    }
+    OUT.mkdir(exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
