@@ -1,0 +1,90 @@
+"""Evaluation of a policy on held-out prompts: proxy, gold and true reward, KL to the reference.
+
+Run by the PPO module at step 0 (the SFT policy) and every `eval_every` steps. The samples'
+reward-model latents (IB `mu`, or the last hidden state) are kept for the detectors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from inform.data.collate import PromptCollator
+from inform.models.scorer import RewardScorer
+from inform.rl.rollout import Rollout, response_logits, sample, token_logprobs
+
+
+@dataclass
+class EvalResult:
+    step: int
+    metrics: dict[str, float]
+    proxy_latents: torch.Tensor  # (n, D) the proxy RM's latents of the eval samples
+    responses: list[str] = field(default_factory=list)
+
+
+class Evaluator:
+    """Samples on the eval prompts and scores them.
+
+    Metrics: `reward/gold` (gold RM, standardized on the SFT label samples, minus the
+    missing-EOS penalty), `reward/proxy_eval` (the proxy's normalized score), `reward/true`
+    (the task's exact quality when the data set has one, same penalty), `eval/kl`
+    (mean over samples of sum_t log pi - log pi_ref), `eval/response_len`, `eval/eos_rate`.
+    """
+
+    def __init__(
+        self, prompts: list[list[int]], prompt_texts: list[str], tokenizer, gold: RewardScorer | None, *,
+        max_new_tokens: int, temperature: float, top_p: float, batch_size: int = 256,
+        true_reward: Callable[[str, str], float] | None = None, missing_eos_penalty: float = 0.5,
+    ):
+        self.prompts, self.prompt_texts, self.tokenizer, self.gold = prompts, prompt_texts, tokenizer, gold
+        self.max_new_tokens, self.temperature, self.top_p, self.batch_size = max_new_tokens, temperature, top_p, batch_size
+        self.true_reward, self.missing_eos_penalty = true_reward, missing_eos_penalty
+        self.collate = PromptCollator(tokenizer.pad_token_id)
+
+    @torch.no_grad()
+    def run(self, step: int, policy, ref, proxy: RewardScorer, device: torch.device, generator_seed: int) -> EvalResult:
+        sums: dict[str, float] = {}
+        latents, texts = [], []
+        n = len(self.prompts)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(generator_seed)  # the same sampling noise at every eval step
+            for start in range(0, n, self.batch_size):
+                batch = self.collate([(i, self.prompts[i]) for i in range(start, min(n, start + self.batch_size))])
+                ro = sample(
+                    policy, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                    max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+                    eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
+                )
+                for k, v in self._score(ro, batch["index"].tolist(), policy, ref, proxy, latents, texts).items():
+                    sums[k] = sums.get(k, 0.0) + v
+        metrics = {k: v / n for k, v in sums.items()}
+        return EvalResult(step, metrics, torch.cat(latents), texts)
+
+    def _score(self, ro: Rollout, index: list[int], policy, ref, proxy: RewardScorer, latents: list, texts: list) -> dict[str, float]:
+        """Sums over this batch (divided by n by the caller)."""
+        mask = ro.response_mask
+        logp = token_logprobs(response_logits(policy, ro, self.temperature), ro.responses)
+        ref_logp = token_logprobs(response_logits(ref, ro, self.temperature), ro.responses)
+        kl = ((logp - ref_logp) * mask).sum(-1)  # (b,)
+        proxy_out = proxy.raw(ro.sequences, ro.attention_mask, ro.prompt_len)
+        latents.append(proxy_out.latent.float().cpu())
+        out = {
+            "reward/proxy_eval": proxy.normalize(proxy_out.reward, ro.has_eos).sum().item(),
+            "reward/proxy_raw_eval": proxy_out.reward.sum().item(),
+            "eval/kl": kl.sum().item(),
+            "eval/response_len": mask.sum().item(),
+            "eval/eos_rate": ro.has_eos.float().sum().item(),
+        }
+        if self.gold is not None:
+            gold = self.gold.raw(ro.sequences, ro.attention_mask, ro.prompt_len).reward
+            out["reward/gold"] = self.gold.normalize(gold, ro.has_eos).sum().item()
+        responses = [self.tokenizer.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(ro.responses, mask)]
+        texts.extend(responses)
+        if self.true_reward is not None:
+            penalty = self.missing_eos_penalty * (~ro.has_eos).float()
+            true = torch.tensor([self.true_reward(self.prompt_texts[i], r) for i, r in zip(index, responses)])
+            out["reward/true"] = (true - penalty.cpu()).sum().item()
+        return out
+
+
