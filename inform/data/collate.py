@@ -90,3 +90,26 @@ class PromptCollator:
     def __call__(self, rows: list[tuple[int, list[int]]]) -> dict[str, torch.Tensor]:
         ids, mask = pad([p for _, p in rows], self.pad_id, side="left")
         return {"index": torch.tensor([i for i, _ in rows]), "input_ids": ids, "attention_mask": mask}
+
+
+class PromptBatches(torch.utils.data.Dataset):
+    """Item i = the prompt batch of PPO iteration i: a seeded permutation per pass over the prompts.
+
+    Indexable by iteration, so a resumed run picks up exactly the batches it has not seen.
+    """
+
+    def __init__(self, prompts: list[list[int]], batch_size: int, steps: int, seed: int, pad_id: int):
+        if len(prompts) < batch_size:
+            raise ValueError(f"ppo.batch_size {batch_size} is larger than the {len(prompts)} PPO prompts")
+        self.prompts, self.batch_size, self.steps, self.seed = prompts, batch_size, steps, seed
+        self.collate = PromptCollator(pad_id)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        per_pass = len(self.prompts) // self.batch_size
+        pass_idx, j = divmod(i, per_pass)
+        perm = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(self.seed * 7919 + pass_idx))
+        idx = perm[j * self.batch_size : (j + 1) * self.batch_size].tolist()
+        return self.collate([(k, self.prompts[k]) for k in idx])

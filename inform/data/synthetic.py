@@ -30,9 +30,10 @@ Bradley-Terry judge on a utility that mixes the true quality and the spurious fe
     u(y) = q(y) + spurious_weight * min(n_fill, 3) / 3
     P(a > b) = sigmoid((u(a) - u(b)) / temperature)
 
-The human pairs also hold "rambling" responses (4..8 fillers, probability ramble_prob), so a
-gold reward model trained on them learns that too many fillers are bad, while a proxy
-trained on the SFT policy's own samples never sees them.
+The human pairs also hold "rambling" responses (4..8 fillers, probability ramble_prob) and
+"sloppy" ones (1..4 extra off-instruction or repeated words, probability sloppy_prob), so a
+gold reward model trained on them learns that both are bad, while a proxy trained on the SFT
+policy's own samples rarely sees them: those are the directions PPO can exploit.
 
 Every function is deterministic given its seed, so data sets do not depend on the run seed.
 """
@@ -62,9 +63,11 @@ class TaskSpec:
     filler_penalty: float = 0.3
     wrong_penalty: float = 0.5
     spurious_weight: float = 0.1
-    temperature: float = 0.1
+    temperature: float = 0.05
     ramble_prob: float = 0.3
     max_ramble: int = 8
+    sloppy_prob: float = 0.3
+    max_sloppy: int = 4
 
 
 SPEC = TaskSpec()
@@ -138,9 +141,11 @@ def sample_instruction(rng: random.Random, spec: TaskSpec = SPEC) -> list[str]:
 
 
 def demonstrate(
-    instruction: list[str], rng: random.Random, spec: TaskSpec = SPEC, ramble: bool = False
+    instruction: list[str], rng: random.Random, spec: TaskSpec = SPEC, ramble: bool = False, sloppy: bool = False
 ) -> list[str]:
-    """One response of the demonstrator (hidden effort e ~ U(0,1)); `ramble` adds 4..8 fillers."""
+    """One response of the demonstrator (hidden effort e ~ U(0,1)).
+
+    `ramble` adds 4..8 fillers; `sloppy` inserts 1..4 off-instruction or repeated words."""
     effort = rng.random()
     words = []
     for w in instruction:
@@ -148,6 +153,11 @@ def demonstrate(
             words.append(w)
         elif rng.random() < 0.15 * (1 - effort):
             words.append(rng.choice([x for x in WORDS if x not in instruction]))
+    if sloppy:
+        for _ in range(rng.randint(1, spec.max_sloppy)):
+            extra = rng.choice(instruction) if rng.random() < 0.5 else rng.choice([x for x in WORDS if x not in instruction])
+            words.insert(rng.randint(0, len(words)), extra)
+        words = words[: spec.max_response_words]
     if ramble:
         n_fill = rng.randint(spec.filler_cap + 1, spec.max_ramble)
     else:
@@ -175,7 +185,10 @@ def human_preferences(n: int, seed: int = 2, spec: TaskSpec = SPEC) -> list[dict
     rows = []
     while len(rows) < n:
         instr = sample_instruction(rng, spec)
-        a, b = (demonstrate(instr, rng, spec, ramble=rng.random() < spec.ramble_prob) for _ in range(2))
+        a, b = (
+            demonstrate(instr, rng, spec, ramble=rng.random() < spec.ramble_prob, sloppy=rng.random() < spec.sloppy_prob)
+            for _ in range(2)
+        )
         if a == b:
             continue
         margin = (human_utility(instr, a, spec) - human_utility(instr, b, spec)) / spec.temperature
@@ -203,5 +216,5 @@ def corpus(n: int = 2000, seed: int = 0) -> list[str]:
     texts = []
     for _ in range(n):
         instr = sample_instruction(rng)
-        texts.append(format_prompt(instr) + format_response(demonstrate(instr, rng, ramble=rng.random() < 0.3)))
+        texts.append(format_prompt(instr) + format_response(demonstrate(instr, rng, ramble=rng.random() < 0.3, sloppy=rng.random() < 0.3)))
     return texts

@@ -19,7 +19,10 @@ from typing import Any, Callable
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
+from inform import __version__
+
 log = logging.getLogger("inform")
+_announced: set[Path] = set()  # reused artifacts already reported by this process
 COMPLETE = "COMPLETE"
 SPEC = "spec.json"
 
@@ -32,7 +35,8 @@ def plain(x: Any) -> Any:
 
 
 def spec_hash(spec: dict) -> str:
-    blob = json.dumps(plain(spec), sort_keys=True, default=str).encode()
+    """12 hex digits of the spec's canonical JSON, with inform's version (new code, new artifacts)."""
+    blob = json.dumps({"inform": __version__, **plain(spec)}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -48,7 +52,9 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
     """The artifact of `stage` for `spec`, built by `build(tmp_dir)` unless already complete."""
     final = artifact_path(root, stage, spec)
     if is_complete(final):
-        log.info("%s: reusing %s", stage, final)
+        if final not in _announced:
+            log.info("%s: reusing %s", stage, final)
+            _announced.add(final)
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final) + ".lock"):
@@ -65,6 +71,7 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
             shutil.rmtree(final)
         os.replace(tmp, final)
     log.info("%s: built %s", stage, final)
+    _announced.add(final)
     return final
 
 

@@ -116,3 +116,10 @@ def report(stage: str, where: dict[str, str], save_dir: Path) -> None:
     log.info("%s: checkpoints -> %s", stage, save_dir / "checkpoints")
     for k, v in where.items():
         log.info("%s: %s run -> %s", stage, k, v)
+
+
+def log_image(loggers: list, key: str, path: Path, step: int) -> None:
+    """A PNG as a W&B image (other loggers keep the file path only)."""
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.log_image(key=key, images=[str(path)], step=step)

@@ -48,7 +48,7 @@ def train_sft(cfg: DictConfig, out: Path) -> None:
     loggers = common.make_loggers(cfg, "sft", save_dir)
     module = SFTModule(model, lr=cfg.sft.lr, weight_decay=cfg.sft.weight_decay, warmup_steps=cfg.sft.warmup_steps)
     trainer = common.make_trainer(
-        cfg, "sft", save_dir, loggers, max_steps=cfg.sft.max_steps, max_epochs=-1,
+        cfg, "sft", save_dir, loggers, max_steps=cfg.sft.max_steps, max_epochs=cfg.sft.epochs,
         val_check_interval=cfg.sft.val_every, check_val_every_n_epoch=None,
     )
     trainer.fit(module, train_dl, val_dl)

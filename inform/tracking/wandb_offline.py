@@ -35,9 +35,10 @@ class OfflineRun:
     summary: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
 
-    def series(self, key: str) -> list[tuple[int, Any]]:
-        """(step, value) for every history row holding `key`, in logged order."""
-        return [(row.get("_step"), row[key]) for row in self.history if key in row]
+    def series(self, key: str, step_key: str = "trainer/global_step") -> list[tuple[int, Any]]:
+        """(step, value) for every history row holding `key`, in logged order; the step is
+        Lightning's `trainer/global_step` where logged, else W&B's own `_step`."""
+        return [(row.get(step_key, row.get("_step")), row[key]) for row in self.history if key in row]
 
 
 def _records(data: bytes):

@@ -1,0 +1,204 @@
+"""PPO with a separate critic (Ouyang et al. 2022; the InfoRM paper's RL stage), one file top to bottom.
+
+Four models: the policy pi (init from SFT), a frozen reference pi_ref (the SFT model), a
+critic V on its own backbone, and the frozen proxy reward model. Each training step is one
+PPO iteration over a batch of b prompts:
+
+1. rollout (no gradients): sample y ~ pi(. | x) with temperature and top-p (KV cache);
+   log pi, log pi_ref and V(s_t) of each response token; score s = RM(x, y), standardized
+   and clipped; per-token reward r_t = -kl_coef * (log pi - log pi_ref) (+ s on the last token);
+   GAE (gamma, lambda) -> advantages A_t (whitened) and returns R_t.
+2. update: `epochs` passes over `minibatches` minibatches: the clipped policy loss steps the
+   policy's optimizer, the clipped value loss the critic's (manual optimization).
+3. the KL controller (fixed or adaptive) updates kl_coef.
+Every `eval_every` iterations, after the last one, and at step 0 (the SFT policy) the
+Evaluator samples on held-out prompts and logs gold/proxy reward and KL.
+
+Metrics go to the loggers at step = the number of PPO iterations done, so training and eval
+metrics share one axis (`trainer/global_step` in W&B): objective/kl, objective/kl_coef,
+objective/entropy, policy/loss, policy/clipfrac, policy/approxkl, critic/loss,
+critic/clipfrac, critic/vf_explained_var, reward/proxy, reward/proxy_raw, response/length,
+response/eos_rate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+
+from inform.models.scorer import RewardScorer
+from inform.rl.evaluate import EvalResult, Evaluator
+from inform.rl.gae import gae_advantages
+from inform.rl.kl import AdaptiveKLController, FixedKLController, kl_penalized_rewards
+from inform.rl.losses import policy_loss, value_loss
+from inform.rl.masked import explained_variance, masked_mean, masked_whiten
+from inform.rl.rollout import Rollout, response_logits, response_values, sample, token_entropy, token_logprobs
+
+FROZEN = ("ref.", "proxy_model.", "gold_model.")  # rebuilt from their exports, not checkpointed
+
+
+@dataclass
+class PPOConfig:
+    epochs: int = 4
+    minibatches: int = 2
+    policy_lr: float = 2e-5
+    critic_lr: float = 1e-3
+    clip: float = 0.2
+    value_clip: float = 0.2
+    gamma: float = 1.0
+    lam: float = 0.95
+    kl_coef: float = 0.05
+    kl_controller: str = "fixed"  # fixed | adaptive
+    target_kl: float = 6.0
+    kl_horizon: int = 10000
+    temperature: float = 0.8
+    top_p: float = 0.9
+    max_new_tokens: int = 16
+    reward_clip: float = 5.0
+    max_grad_norm: float = 1.0
+    eval_every: int = 4
+    weight_decay: float = 0.0
+
+
+@dataclass
+class Experience:
+    rollout: Rollout
+    logprobs: torch.Tensor  # (b, R) log pi_old
+    values: torch.Tensor  # (b, R) V_old
+    advantages: torch.Tensor  # (b, R) whitened
+    returns: torch.Tensor  # (b, R)
+
+
+class PPOModule(L.LightningModule):
+    def __init__(self, policy, ref, critic, proxy: RewardScorer, tokenizer, cfg: PPOConfig, evaluator: Evaluator | None = None, seed: int = 0):
+        super().__init__()
+        self.automatic_optimization = False
+        self.policy, self.ref, self.critic = policy, ref.eval().requires_grad_(False), critic
+        self.proxy, self.proxy_model = proxy, proxy.model  # registered so it moves with the module
+        self.evaluator = evaluator
+        self.gold_model = evaluator.gold.model if evaluator is not None and evaluator.gold is not None else None
+        self.tokenizer, self.cfg, self.seed = tokenizer, cfg, seed
+        self.kl_ctl = (
+            AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
+            if cfg.kl_controller == "adaptive" else FixedKLController(cfg.kl_coef)
+        )
+        self.iteration = 0  # PPO iterations done; the step axis of every logged metric
+        self.eval_history: list[dict] = []
+        self.eval_listeners: list = []  # objects with on_eval(module, EvalResult), e.g. detectors
+
+    # ------------------------------------------------------------------ optimizers
+    def configure_optimizers(self):
+        c = self.cfg
+        opt_pi = torch.optim.AdamW(self.policy.parameters(), lr=c.policy_lr, weight_decay=c.weight_decay)
+        opt_v = torch.optim.AdamW(self.critic.parameters(), lr=c.critic_lr, weight_decay=c.weight_decay)
+        return [opt_pi, opt_v]
+
+    # ------------------------------------------------------------------ 1. rollout
+    @torch.no_grad()
+    def make_experience(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[Experience, dict]:
+        c = self.cfg
+        ro = sample(
+            self.policy, prompt_ids, prompt_mask, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
+            top_p=c.top_p, eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
+        )
+        mask = ro.response_mask  # (b, R)
+        logits = response_logits(self.policy, ro, c.temperature)  # (b, R, V)
+        logprobs = token_logprobs(logits, ro.responses)
+        ref_logprobs = token_logprobs(response_logits(self.ref, ro, c.temperature), ro.responses)
+        values = response_values(self.critic, ro)  # (b, R)
+        raw = self.proxy.raw(ro.sequences, ro.attention_mask, ro.prompt_len).reward.float()  # (b,)
+        scores = self.proxy.normalize(raw, ro.has_eos).clamp(-c.reward_clip, c.reward_clip)
+        rewards, kl = kl_penalized_rewards(logprobs, ref_logprobs, scores, mask, self.kl_ctl.value)
+        advantages, returns = gae_advantages(rewards, values, mask, c.gamma, c.lam)
+        advantages = masked_whiten(advantages, mask)
+        stats = {
+            "objective/kl": kl.sum(-1).mean().item(),
+            "objective/kl_coef": self.kl_ctl.value,
+            "objective/entropy": masked_mean(token_entropy(logits), mask).item(),
+            "reward/proxy": scores.mean().item(),
+            "reward/proxy_raw": raw.mean().item(),
+            "reward/proxy_raw_std": raw.std().item(),
+            "critic/vf_explained_var": explained_variance(values, returns, mask).item(),
+            "response/length": mask.sum(-1).float().mean().item(),
+            "response/eos_rate": ro.has_eos.float().mean().item(),
+        }
+        return Experience(ro, logprobs, values, advantages, returns), stats
+
+    # ------------------------------------------------------------------ 2. update
+    def ppo_update(self, exp: Experience) -> dict:
+        c = self.cfg
+        opt_pi, opt_v = self.optimizers()
+        b = exp.rollout.sequences.shape[0]
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.iteration)
+        sums: dict[str, float] = {}
+        n_updates = 0
+        for _ in range(c.epochs):
+            for idx in torch.randperm(b, generator=g).chunk(c.minibatches):
+                idx = idx.to(exp.logprobs.device)
+                ro, mask = exp.rollout.rows(idx), exp.rollout.response_mask[idx]
+                # policy: clipped surrogate on whitened advantages
+                logprobs = token_logprobs(response_logits(self.policy, ro, c.temperature), ro.responses)
+                pg_loss, pg_stats = policy_loss(logprobs, exp.logprobs[idx], exp.advantages[idx], mask, c.clip)
+                opt_pi.zero_grad()
+                self.manual_backward(pg_loss)
+                self.clip_gradients(opt_pi, gradient_clip_val=c.max_grad_norm, gradient_clip_algorithm="norm")
+                opt_pi.step()
+                # critic: clipped value loss towards the GAE returns
+                values = response_values(self.critic, ro)
+                vf_loss, vf_stats = value_loss(values, exp.values[idx], exp.returns[idx], mask, c.value_clip)
+                opt_v.zero_grad()
+                self.manual_backward(vf_loss)
+                self.clip_gradients(opt_v, gradient_clip_val=c.max_grad_norm, gradient_clip_algorithm="norm")
+                opt_v.step()
+                for k, v in {"policy/loss": pg_loss, "critic/loss": vf_loss, **pg_stats, **vf_stats}.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                n_updates += 1
+        return {k: v / n_updates for k, v in sums.items()}
+
+    def training_step(self, batch, batch_idx):
+        exp, stats = self.make_experience(batch["input_ids"], batch["attention_mask"])
+        stats.update(self.ppo_update(exp))
+        self.kl_ctl.update(stats["objective/kl"], exp.rollout.sequences.shape[0])
+        self.iteration += 1
+        if self.iteration % self.cfg.eval_every == 0 or self.iteration == self.trainer.num_training_batches:
+            stats.update(self.evaluate(log=False).metrics)
+        self.log_metrics(stats)  # one record per step: training and eval metrics together
+        self.log("reward/proxy", stats["reward/proxy"], prog_bar=True, logger=False)
+        self.log("objective/kl", stats["objective/kl"], prog_bar=True, logger=False)
+
+    # ------------------------------------------------------------------ 3. eval and logging
+    def log_metrics(self, metrics: dict) -> None:
+        """Straight to the loggers, at step = PPO iterations done (two optimizers would
+        otherwise double Lightning's global_step)."""
+        for lg in self.loggers:
+            lg.log_metrics(metrics, step=self.iteration)
+
+    def evaluate(self, log: bool = True) -> EvalResult | None:
+        """Eval on the held-out prompts at the current step; listeners (detectors) see the result."""
+        if self.evaluator is None:
+            return EvalResult(self.iteration, {}, torch.empty(0))
+        result = self.evaluator.run(self.iteration, self.policy, self.ref, self.proxy, self.device, self.seed)
+        for listener in self.eval_listeners:
+            result.metrics.update(listener.on_eval(self, result) or {})
+        self.eval_history.append({"step": self.iteration, **result.metrics})
+        if log:
+            self.log_metrics(result.metrics)
+        return result
+
+    def on_train_start(self):
+        if self.iteration == 0 and not self.eval_history:
+            self.evaluate()  # the SFT policy, step 0
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN)}
+        checkpoint["ppo"] = {"iteration": self.iteration, "kl_ctl": self.kl_ctl.state_dict(), "eval_history": self.eval_history}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        own = self.state_dict()
+        checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(FROZEN)})
+        state = checkpoint.get("ppo", {})
+        self.iteration = state.get("iteration", 0)
+        self.kl_ctl.load_state_dict(state.get("kl_ctl", self.kl_ctl.state_dict()))
+        self.eval_history = state.get("eval_history", [])

@@ -1,0 +1,138 @@
+"""Stage `ppo`: PPO of the SFT policy against the frozen proxy RM, with gold-RM evaluation.
+
+Prompts: the data set's unlabeled instructions after the first `label.n_prompts` (those went
+to the label stage). Exports the final policy, the eval history (`eval_history.json`) and
+the over-optimization curve (`overoptimization.png`, also a W&B image).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from inform.data.collate import PromptBatches, encode_prompts
+from inform.models.causal_lm import load_causal_lm
+from inform.models.reward_model import RewardModel
+from inform.models.scorer import RewardScorer
+from inform.models.tokenizer import tokenizer_from
+from inform.models.value_model import ValueModel
+from inform.modules.ppo import PPOConfig, PPOModule
+from inform.pipeline import common
+from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, write_json
+from inform.pipeline.gold import ensure_gold, gold_spec
+from inform.pipeline.label import ensure_labels, label_spec, ppo_prompts, read_stats
+from inform.pipeline.reward_fit import load_score_stats
+from inform.pipeline.rm import ensure_rm, rm_spec
+from inform.pipeline.sft import ensure_sft, sft_spec
+from inform.report.curves import plot_overoptimization
+from inform.rl.evaluate import Evaluator
+
+log = logging.getLogger("inform")
+CURVE = "overoptimization.png"
+
+
+def ppo_spec(cfg: DictConfig) -> dict:
+    return {
+        "ppo": plain(cfg.ppo), "eval": plain(cfg.eval), "seed": cfg.seed, "prompts": plain(cfg.data.prompts),
+        "label_prompts": plain(cfg.data.label_prompts),
+        "eval_prompts": plain(cfg.data.eval_prompts), "true_reward": plain(cfg.data.true_reward),
+        "n_label_prompts": cfg.label.n_prompts, "sft": spec_hash(sft_spec(cfg)), "rm": spec_hash(rm_spec(cfg)),
+        "gold": spec_hash(gold_spec(cfg)), "labels": spec_hash(label_spec(cfg)),
+        "max_tokens": [cfg.data.max_prompt_tokens, cfg.data.max_response_tokens],
+        "precision": str(cfg.trainer.get("precision")),
+    }
+
+
+def ppo_config(cfg: DictConfig) -> PPOConfig:
+    keys = PPOConfig.__dataclass_fields__
+    return PPOConfig(**{k: v for k, v in plain(cfg.ppo).items() if k in keys})
+
+
+def build_module(cfg: DictConfig, sft: Path, rm: Path, gold: Path, labels: Path) -> tuple[PPOModule, PromptBatches]:
+    """The four models, the scorers, the evaluator and the prompt batches of a PPO run."""
+    tok = tokenizer_from(sft)
+    dtype = cfg.policy.dtype
+    policy = load_causal_lm(str(sft), tok, dtype, cfg.policy.gradient_checkpointing)
+    ref = load_causal_lm(str(sft), tok, dtype)
+    if cfg.ppo.critic_init == "reward":
+        critic = ValueModel.from_reward_model(RewardModel.from_pretrained(rm, cfg.reward.dtype))
+    else:
+        critic = ValueModel.from_causal_lm(load_causal_lm(str(sft), tok, dtype, cfg.policy.gradient_checkpointing))
+    limits = dict(max_prompt_tokens=cfg.data.max_prompt_tokens, max_response_tokens=cfg.data.max_response_tokens)
+    stats = load_score_stats(rm)
+    proxy = RewardScorer(
+        RewardModel.from_pretrained(rm, cfg.reward.dtype), tokenizer_from(rm), tok, stats["mean"], stats["std"],
+        missing_eos_penalty=cfg.ppo.missing_eos_penalty, **limits,
+    )
+    gstats = read_stats(labels)
+    gold_scorer = RewardScorer(
+        RewardModel.from_pretrained(gold, cfg.gold_model.dtype), tokenizer_from(gold), tok, gstats["gold_mean"], gstats["gold_std"],
+        missing_eos_penalty=cfg.eval.missing_eos_penalty, **limits,
+    )
+    eval_rows = common.load_rows(cfg, "eval_prompts")
+    eval_texts = eval_rows["prompt"][: cfg.eval.n_prompts]
+    evaluator = Evaluator(
+        encode_prompts(tok, eval_texts, cfg.data.max_prompt_tokens), eval_texts, tok, gold_scorer,
+        max_new_tokens=cfg.ppo.max_new_tokens, temperature=cfg.eval.temperature, top_p=cfg.eval.top_p,
+        batch_size=cfg.eval.batch_size, missing_eos_penalty=cfg.eval.missing_eos_penalty,
+        true_reward=instantiate(cfg.data.true_reward) if cfg.data.true_reward is not None else None,
+    )
+    prompts = ppo_prompts(cfg)
+    if len(prompts) < cfg.ppo.batch_size:
+        raise ValueError(
+            f"data.prompts: {len(prompts)} prompts are left for PPO after the label stage's; "
+            f"ppo.batch_size needs {cfg.ppo.batch_size}"
+        )
+    batches = PromptBatches(encode_prompts(tok, prompts, cfg.data.max_prompt_tokens), cfg.ppo.batch_size, cfg.ppo.steps, cfg.seed, tok.pad_token_id)
+    module = PPOModule(policy, ref, critic, proxy, tok, ppo_config(cfg), evaluator, seed=cfg.seed)
+    return module, batches
+
+
+def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: Path, gold: Path, labels: Path) -> None:
+    common.seed_stage(cfg, "ppo")
+    module, batches = build_module(cfg, sft, rm, gold, labels)
+    save_dir = common.stage_dir(cfg, "ppo")
+    loggers = common.make_loggers(cfg, "ppo", save_dir)
+    trainer = common.make_trainer(
+        cfg, "ppo", save_dir, loggers, max_epochs=1, max_steps=-1, gradient_clip_val=None,
+        limit_val_batches=0, log_every_n_steps=1,
+    )
+    trainer.fit(module, DataLoader(batches, batch_size=None))
+
+    module.policy.save_pretrained(out / "policy")
+    module.tokenizer.save_pretrained(out / "policy")
+    write_json(out / "eval_history.json", {"history": module.eval_history})
+    title = f"{cfg.objective.name} proxy, kl_coef {cfg.ppo.kl_coef}, label noise {cfg.label_noise}, seed {cfg.seed}"
+    curve = plot_overoptimization(module.eval_history, save_dir / CURVE, title)
+    shutil.copy(curve, out / CURVE)
+    common.log_image(loggers, "curves/overoptimization", curve, step=module.iteration)
+    where = common.finish_loggers(loggers)
+    write_json(out / "metrics.json", {**summarize(module.eval_history), "runs": where})
+    common.report("ppo", where, save_dir)
+    log.info("ppo: over-optimization curve -> %s", save_dir / CURVE)
+
+
+def summarize(history: list[dict]) -> dict:
+    """The final eval, the SFT eval (step 0) and the gold peak."""
+    first, last = history[0], history[-1]
+    out = {f"final/{k}": v for k, v in last.items()}
+    out.update({f"sft/{k}": v for k, v in first.items() if k != "step"})
+    if "reward/gold" in first:
+        peak = max(history, key=lambda r: r["reward/gold"])
+        out.update({"gold_peak/step": peak["step"], "gold_peak/reward": peak["reward/gold"], "gold_peak/kl": peak["eval/kl"]})
+    return out
+
+
+def ensure_ppo(cfg: DictConfig) -> Path:
+    sft, gold, labels, rm = ensure_sft(cfg), ensure_gold(cfg), ensure_labels(cfg), ensure_rm(cfg)
+    return build_once(cfg.paths.artifacts, "ppo", ppo_spec(cfg), lambda out: train_ppo(cfg, out, sft, rm, gold, labels))
+
+
+def run_ppo(cfg: DictConfig) -> dict:
+    path = ensure_ppo(cfg)
+    log.info("ppo: policy -> %s, curve -> %s", path / "policy", path / CURVE)
+    return {"export": str(path), **read_metrics(path)}

@@ -1,0 +1,84 @@
+"""Training a reward model on preference rows and exporting it: shared by the `gold` and `rm` stages."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from inform.data.collate import PreferenceCollator, encode_prompts, encode_responses
+from inform.models.causal_lm import build_causal_lm, load_causal_lm
+from inform.models.reward_model import RewardModel
+from inform.models.tokenizer import load_tokenizer, tokenizer_from
+from inform.modules.reward import RewardModule
+from inform.pipeline import common
+from inform.pipeline.cache import plain, write_json
+
+SCORE_STATS = "score_stats.json"
+
+
+def pair_examples(tokenizer, rows, cfg: DictConfig) -> list[tuple[list[int], list[int], list[int]]]:
+    """(prompt_ids, chosen_ids, rejected_ids) per preference row."""
+    p = encode_prompts(tokenizer, rows["prompt"], cfg.data.max_prompt_tokens)
+    c = encode_responses(tokenizer, rows["chosen"], cfg.data.max_response_tokens)
+    r = encode_responses(tokenizer, rows["rejected"], cfg.data.max_response_tokens)
+    return list(zip(p, c, r))
+
+
+def fit_reward_model(
+    cfg: DictConfig, out: Path, *, stage: str, model_cfg: DictConfig, section: DictConfig,
+    objective: DictConfig, rows, init_path: Path | None = None,
+) -> None:
+    """Train a reward model on preference rows and export it to `out` (shared by rm and gold)."""
+    common.seed_stage(cfg, stage)
+    if init_path is None:
+        tokenizer = load_tokenizer(model_cfg)
+        lm = build_causal_lm(model_cfg, tokenizer, seed=cfg.seed)
+    else:
+        tokenizer = tokenizer_from(init_path)
+        lm = load_causal_lm(str(init_path), tokenizer, model_cfg.dtype, model_cfg.gradient_checkpointing)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = RewardModel.from_causal_lm(lm, plain(objective.head))
+    del lm
+
+    train, val = common.holdout(pair_examples(tokenizer, rows, cfg), section.val_size)
+    collate = PreferenceCollator(tokenizer.pad_token_id)
+    g = torch.Generator().manual_seed(cfg.seed)
+    train_dl = DataLoader(train, batch_size=section.batch_size, shuffle=True, collate_fn=collate, generator=g)
+    val_dl = DataLoader(val, batch_size=section.batch_size, collate_fn=collate) if val else None
+
+    save_dir = common.stage_dir(cfg, stage)
+    loggers = common.make_loggers(cfg, stage, save_dir)
+    module = RewardModule(
+        model, instantiate(objective.loss), lr=section.lr, weight_decay=section.weight_decay,
+        warmup_steps=section.warmup_steps,
+    )
+    trainer = common.make_trainer(cfg, stage, save_dir, loggers, max_epochs=section.epochs, max_steps=section.max_steps)
+    trainer.fit(module, train_dl, val_dl)
+    model.save_pretrained(out, tokenizer)
+    stats = score_stats(model, train, tokenizer.pad_token_id)
+    write_json(out / SCORE_STATS, stats)
+    metrics = {**common.metrics_of(trainer), "rm/score_mean": stats["mean"], "rm/score_std": stats["std"]}
+    where = common.finish_loggers(loggers)
+    write_json(out / "metrics.json", {**metrics, "runs": where})
+    common.report(stage, where, save_dir)
+
+
+@torch.no_grad()
+def score_stats(model: RewardModel, examples: list, pad_id: int, batch_size: int = 256) -> dict:
+    """Mean and std of the raw reward over every response of the training pairs.
+
+    PPO standardizes the score with them, so each objective's reward enters PPO on the same
+    scale (for the pipeline these are the SFT policy's own samples)."""
+    model.eval()
+    collate = PreferenceCollator(pad_id)
+    rewards = torch.cat([model(**collate(examples[i : i + batch_size])).reward for i in range(0, len(examples), batch_size)])
+    return {"mean": rewards.mean().item(), "std": rewards.std().item(), "n": rewards.numel()}
+
+
+def load_score_stats(path: Path) -> dict:
+    return json.loads((Path(path) / SCORE_STATS).read_text())

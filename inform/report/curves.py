@@ -1,0 +1,64 @@
+"""Figures a person looks at: the over-optimization curve of a PPO run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+REWARDS = [  # key, label, style
+    ("reward/proxy_eval", "proxy RM (what PPO optimizes)", dict(color="tab:blue", marker="o")),
+    ("reward/gold", "gold RM", dict(color="tab:red", marker="s")),
+]
+TRUE = ("reward/true", "true quality q (right axis)", dict(color="tab:green", marker="^", linestyle="--"))
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a PNG atomically (a temporary file renamed), close the figure."""
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _panel(ax, history: list[dict], x_key: str) -> None:
+    x = [row[x_key] for row in history]
+    for key, label, style in REWARDS:
+        if all(key in row for row in history):
+            ax.plot(x, [row[key] for row in history], label=label, markersize=3.5, linewidth=1.3, **style)
+    if all(TRUE[0] in row for row in history):
+        right = ax.twinx()
+        key, label, style = TRUE
+        right.plot(x, [row[key] for row in history], label=label, markersize=3.5, linewidth=1.1, **style)
+        right.set_ylabel("true quality q", color="tab:green")
+        right.tick_params(axis="y", colors="tab:green")
+        ax.plot([], [], label=label, **style)  # one legend for both axes
+    if "reward/gold" in history[0]:
+        peak = max(history, key=lambda r: r["reward/gold"])
+        ax.axvline(peak[x_key], color="tab:red", alpha=0.35, linestyle=":", label=f"gold peak (step {peak['step']})")
+    ax.grid(alpha=0.3)
+
+
+def plot_overoptimization(history: list[dict], path: str | Path, title: str = "") -> Path:
+    """Gold, proxy and true reward of the eval samples against KL(pi || pi_ref) and against step.
+
+    `history`: one row per eval step with `step`, `eval/kl` and the reward keys (missing
+    keys are skipped). Gold and proxy are standardized on the SFT samples (SD units); the
+    exact quality has its own axis.
+    """
+    fig, (ax_kl, ax_step) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    _panel(ax_kl, history, "eval/kl")
+    ax_kl.set_xlabel("KL(pi || pi_ref) per response (nats)")
+    ax_kl.set_ylabel("reward (SD units of the SFT samples)")
+    ax_kl.set_title("against KL")
+    _panel(ax_step, history, "step")
+    ax_step.set_xlabel("PPO step")
+    ax_step.set_title("against PPO step")
+    ax_kl.legend(fontsize=8, loc="lower left")
+    fig.suptitle(title or "reward over-optimization")
+    fig.tight_layout()
+    return save_figure(fig, path)
