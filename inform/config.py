@@ -67,7 +67,9 @@ class DataSchema:
     sft: Any = None  # `_target_` nodes returning a datasets.Dataset
     preference: Any = None
     prompts: Any = None
+    label_prompts: Any = None  # optional: instructions for the label stage (else the first of `prompts`)
     eval_prompts: Any = None
+    true_reward: Any = None  # `_target_` (partial) of f(prompt, response) -> exact quality
 
 
 @dataclass
@@ -85,6 +87,7 @@ class PathsSchema:
 @dataclass
 class SFTSchema:
     max_steps: int = 600
+    epochs: int = -1
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -107,9 +110,67 @@ class RMSchema:
 
 
 @dataclass
+class GoldSchema:
+    init: str = "sft"
+    epochs: int = 2
+    max_steps: int = -1
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    val_size: int = 512
+
+
+@dataclass
+class LabelSchema:
+    n_prompts: int = 2000
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 16
+    batch_size: int = 512
+
+
+@dataclass
+class PPOSchema:
+    steps: int = 100
+    batch_size: int = 64
+    minibatches: int = 2
+    epochs: int = 4
+    policy_lr: float = 2e-5
+    critic_lr: float = 1e-3
+    clip: float = 0.2
+    value_clip: float = 0.2
+    gamma: float = 1.0
+    lam: float = 0.95
+    kl_coef: float = 0.05
+    kl_controller: str = "fixed"
+    target_kl: float = 6.0
+    kl_horizon: int = 10000
+    temperature: float = 0.8
+    top_p: float = 0.9
+    max_new_tokens: int = 16
+    reward_clip: float = 5.0
+    missing_eos_penalty: float = 0.0
+    critic_init: str = "sft"
+    max_grad_norm: float = 1.0
+    eval_every: int = 4
+    weight_decay: float = 0.0
+
+
+@dataclass
+class EvalSchema:
+    n_prompts: int = 256
+    batch_size: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.9
+    missing_eos_penalty: float = 0.5
+
+
+@dataclass
 class Schema:
     policy: ModelSchema = MISSING
     reward: ModelSchema = MISSING
+    gold_model: ModelSchema = MISSING
     objective: ObjectiveSchema = MISSING
     data: DataSchema = MISSING
     stage: StageSchema = MISSING
@@ -118,11 +179,16 @@ class Schema:
     beta: float = 0.1
     latent_dim: int = 128
     kl_coef: float = 0.05
+    label_noise: float = 0.25
     seed: int = 0
     name: str = "default"
     paths: PathsSchema = field(default_factory=PathsSchema)
     sft: SFTSchema = field(default_factory=SFTSchema)
     rm: RMSchema = field(default_factory=RMSchema)
+    gold: GoldSchema = field(default_factory=GoldSchema)
+    label: LabelSchema = field(default_factory=LabelSchema)
+    ppo: PPOSchema = field(default_factory=PPOSchema)
+    eval: EvalSchema = field(default_factory=EvalSchema)
 
 
 def _fail(key: str, msg: str) -> None:
@@ -171,6 +237,36 @@ def _check_training(section: DictConfig, key: str) -> None:
             _fail(f"{key}.{k}", f"must be >= 0 (got {section[k]})")
 
 
+def _check_ppo(cfg: DictConfig) -> None:
+    ppo, ev, label = cfg.ppo, cfg.eval, cfg.label
+    for key, value in [("ppo.temperature", ppo.temperature), ("eval.temperature", ev.temperature), ("label.temperature", label.temperature)]:
+        if value <= 0:
+            _fail(key, f"must be > 0 (got {value})")
+    for key, value in [("ppo.top_p", ppo.top_p), ("eval.top_p", ev.top_p), ("label.top_p", label.top_p)]:
+        if not 0.0 < value <= 1.0:
+            _fail(key, f"must be in (0, 1] (got {value})")
+    for k in ("steps", "batch_size", "minibatches", "epochs", "max_new_tokens", "eval_every"):
+        if ppo[k] <= 0:
+            _fail(f"ppo.{k}", f"must be > 0 (got {ppo[k]})")
+    if ppo.minibatches > ppo.batch_size:
+        _fail("ppo.minibatches", f"must be <= ppo.batch_size {ppo.batch_size} (got {ppo.minibatches})")
+    for k in ("policy_lr", "critic_lr", "clip", "value_clip", "reward_clip", "max_grad_norm"):
+        if ppo[k] <= 0:
+            _fail(f"ppo.{k}", f"must be > 0 (got {ppo[k]})")
+    if ppo.kl_coef < 0:
+        _fail("ppo.kl_coef", f"must be >= 0 (got {ppo.kl_coef})")
+    if not 0.0 <= ppo.lam <= 1.0 or not 0.0 <= ppo.gamma <= 1.0:
+        _fail("ppo.lam" if not 0.0 <= ppo.lam <= 1.0 else "ppo.gamma", "must be in [0, 1]")
+    if ppo.kl_controller not in ("fixed", "adaptive"):
+        _fail("ppo.kl_controller", f"{ppo.kl_controller!r} is not fixed or adaptive")
+    if ppo.critic_init not in ("sft", "reward"):
+        _fail("ppo.critic_init", f"{ppo.critic_init!r} is not sft or reward")
+    for key, value in [("label.n_prompts", label.n_prompts), ("label.batch_size", label.batch_size),
+                       ("eval.n_prompts", ev.n_prompts), ("eval.batch_size", ev.batch_size)]:
+        if value <= 0:
+            _fail(key, f"must be > 0 (got {value})")
+
+
 def check_values(cfg: DictConfig) -> None:
     """Typed right but impossible: each check names its key."""
     if cfg.beta < 0:
@@ -188,20 +284,24 @@ def check_values(cfg: DictConfig) -> None:
         _fail("objective.head.latent_dim", f"must be > 0 (got {head.latent_dim})")
     if head.decoder not in ("linear", "mlp"):
         _fail("objective.head.decoder", f"{head.decoder!r} is not linear or mlp")
-    for role in ("policy", "reward"):
+    if not 0.0 <= cfg.label_noise <= 1.0:
+        _fail("label_noise", f"must be in [0, 1] (got {cfg.label_noise})")
+    for role in ("policy", "reward", "gold_model"):
         _check_model(cfg[role], role)
-    _check_training(cfg.sft, "sft")
-    _check_training(cfg.rm, "rm")
-    if cfg.sft.max_steps <= 0:
-        _fail("sft.max_steps", f"must be > 0 (got {cfg.sft.max_steps})")
+    for section in ("sft", "rm", "gold"):
+        _check_training(cfg[section], section)
+    _check_ppo(cfg)
+    if cfg.sft.max_steps <= 0 and cfg.sft.epochs <= 0:
+        _fail("sft.max_steps", f"set sft.max_steps or sft.epochs > 0 (got {cfg.sft.max_steps} and {cfg.sft.epochs})")
     if cfg.rm.epochs <= 0:
         _fail("rm.epochs", f"must be > 0 (got {cfg.rm.epochs})")
     if cfg.rm.data not in ("human", "labels"):
         _fail("rm.data", f"{cfg.rm.data!r} is not human or labels")
-    if cfg.rm.init not in ("base", "sft"):
-        _fail("rm.init", f"{cfg.rm.init!r} is not base or sft")
-    if cfg.rm.init == "sft" and cfg.reward.name != cfg.policy.name:
-        _fail("rm.init", f"sft needs the reward model to be the policy's size ({cfg.reward.name} != {cfg.policy.name}); use rm.init=base")
+    for section, role in (("rm", "reward"), ("gold", "gold_model")):
+        if cfg[section].init not in ("base", "sft"):
+            _fail(f"{section}.init", f"{cfg[section].init!r} is not base or sft")
+        if cfg[section].init == "sft" and cfg[role].name != cfg.policy.name:
+            _fail(f"{section}.init", f"sft needs the {role} model to be the policy's size ({cfg[role].name} != {cfg.policy.name}); use {section}.init=base")
     for k in ("max_prompt_tokens", "max_response_tokens"):
         if cfg.data[k] <= 0:
             _fail(f"data.{k}", f"must be > 0 (got {cfg.data[k]})")
@@ -221,7 +321,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     check_target(typed.trainer, "trainer")
     for name, node in typed.logger.items():
         check_target(node, f"logger.{name}")
-    for role in ("sft", "preference", "prompts", "eval_prompts"):
+    for role in ("sft", "preference", "prompts", "label_prompts", "eval_prompts", "true_reward"):
         if typed.data[role] is not None:
             check_target(typed.data[role], f"data.{role}")
     check_values(typed)

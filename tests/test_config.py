@@ -11,14 +11,16 @@ MODELS = ["tiny", "pythia-70m", "pythia-160m", "pythia-410m", "pythia-1.4b", "py
 
 def test_default_config_validates(compose):
     cfg = validate(compose())
-    assert (cfg.beta, cfg.latent_dim, cfg.kl_coef, cfg.seed) == (0.1, 128, 0.05, 0)
-    assert cfg.policy.name == "tiny" and cfg.objective.name == "bt" and cfg.stage.name == "sft"
+    assert (cfg.beta, cfg.latent_dim, cfg.kl_coef, cfg.label_noise, cfg.seed) == (0.1, 128, 0.05, 0.25, 0)
+    assert cfg.policy.name == cfg.reward.name == cfg.gold_model.name == "tiny"
+    assert cfg.objective.name == "ib" and cfg.stage.name == "pipeline"
+    assert cfg.ppo.kl_coef == 0.05 and (cfg.ppo.temperature, cfg.ppo.top_p) == (0.8, 0.9)
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_size_composes_for_every_role(compose, model):
-    cfg = validate(compose(f"model@policy={model}", f"model@reward={model}"))
-    assert cfg.policy.name == cfg.reward.name == model
+    cfg = validate(compose(f"model@policy={model}", f"model@reward={model}", f"model@gold_model={model}"))
+    assert cfg.policy.name == cfg.reward.name == cfg.gold_model.name == model
     assert (cfg.policy.source is None) == (model == "tiny")
 
 
@@ -34,12 +36,16 @@ def test_ib_objective_takes_beta_and_latent_dim_from_the_top(compose):
     ("data", ["synthetic", "alpaca_farm", "hh_rlhf", "tldr"]),
     ("trainer", ["cpu", "gpu", "ddp", "deepspeed_zero2", "deepspeed_zero3"]),
     ("logger", ["wandb", "csv", "none"]),
-    ("stage", ["sft", "rm"]),
+    ("stage", ["pipeline", "sft", "gold", "label", "rm", "ppo"]),
+    ("experiment", ["smoke", "inform_simulated"]),
 ])
 def test_every_group_option_composes(compose, group, options):
     for option in options:
         cfg = validate(compose(f"{group}={option}"))
-        assert cfg[group] is not None
+        if group == "experiment":  # a `# @package _global_` delta: it names the run
+            assert cfg.name == option
+        else:
+            assert cfg[group] is not None
 
 
 def test_unknown_key_names_the_key(compose):
@@ -63,9 +69,13 @@ def test_wrong_type_names_the_key(compose):
     ("latent_dim=0", "latent_dim"), ("latent_dim=-3", "latent_dim"), ("beta=-0.1", "beta"),
     ("kl_coef=-1", "kl_coef"), ("rm.lr=0", "rm.lr"), ("rm.data=gold", "rm.data"),
     ("objective.head.kind=mlp", "objective.head.kind"), ("model@policy=pythia-70m", "rm.init"),
+    ("label_noise=1.5", "label_noise"), ("label_noise=-0.1", "label_noise"), ("ppo.top_p=0", "ppo.top_p"),
+    ("ppo.top_p=1.2", "ppo.top_p"), ("eval.top_p=0", "eval.top_p"), ("ppo.temperature=0", "ppo.temperature"),
+    ("ppo.kl_controller=pid", "ppo.kl_controller"), ("ppo.minibatches=100", "ppo.minibatches"),
+    ("model@gold_model=vicuna-7b", "gold.init"),
 ])
 def test_impossible_values_name_the_key(compose, override, key):
-    extra = ["rm.init=sft"] if key == "rm.init" else []
+    extra = ["rm.init=sft", "gold.init=base", "model@gold_model=pythia-70m"] if key == "rm.init" else []
     with pytest.raises(ConfigError, match=rf"^{key.replace('.', '[.]')}: "):
         validate(compose(override, *extra))
 
@@ -91,3 +101,16 @@ def test_run_py_rejects_a_bad_key_before_building_anything(tmp_path):
     assert not (tmp_path / "artifacts").exists()
     proc = run_inform("stage=rm", "+rm.epochz=3", cwd=tmp_path, check=False, timeout=120)
     assert proc.returncode != 0 and "rm.epochz" in proc.stderr
+
+
+def test_paper_experiment_composes_from_the_command_line(tmp_path):
+    """`python run.py experiment=inform_simulated --cfg job`: the paper's setup, no model built."""
+    proc = run_inform("experiment=inform_simulated", "objective=ib", "--cfg", "job", cwd=tmp_path, timeout=120)
+    job = OmegaConf.create(proc.stdout)
+    assert (job.policy.source, job.reward.source, job.gold_model.source) == (
+        "EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b", "lmsys/vicuna-7b-v1.5")
+    assert job.data.name == "alpaca_farm" and job.data.label_prompts.split == "preference"
+    assert (job.sft.lr, job.rm.lr, job.rm.batch_size, job.ppo.policy_lr, job.ppo.critic_lr, job.ppo.batch_size) == (
+        5e-5, 5e-6, 64, 5e-7, 1e-6, 16)
+    assert (job.ppo.temperature, job.ppo.top_p, job.ppo.max_new_tokens, job.ppo.lam, job.ppo.clip) == (0.8, 0.9, 512, 0.95, 0.2)
+    assert job.label_noise == 0.25 and job.trainer.precision == "bf16-mixed"

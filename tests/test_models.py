@@ -19,7 +19,7 @@ PUBLISHED = {  # parameter counts published with each model
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_preset_builds_the_published_parameter_count_on_meta(compose, name):
-    cfg = validate(compose(f"model@policy={name}"))
+    cfg = validate(compose(f"model@policy={name}", f"model@reward={name}", f"model@gold_model={name}"))
     assert cfg.policy.params == PUBLISHED[name]
     assert count_parameters(cfg.policy) == PUBLISHED[name]
 
@@ -104,3 +104,44 @@ def test_reward_model_export_loads_by_path(compose, tmp_path, head):
 def test_not_a_reward_model_export_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         RewardModel.from_pretrained(tmp_path)
+
+
+def test_critic_from_a_scalar_rm_reproduces_its_reward_at_the_last_token(compose):
+    from inform.models.value_model import ValueModel
+
+    rm, tok = _rm(compose, {"kind": "scalar"})
+    rm.eval()
+    critic = ValueModel.from_reward_model(rm).eval()
+    ids, mask = pad([tok("Copy: kite = kite")["input_ids"], tok("Copy: sun owl = owl ! !")["input_ids"]], tok.pad_token_id)
+    with torch.no_grad():
+        values = critic(ids, mask)  # (2, T)
+        last = mask.sum(-1) - 1
+        assert values.shape == ids.shape
+        assert torch.allclose(values[torch.arange(2), last], rm(ids, mask).reward, atol=1e-5)
+
+
+def test_scorer_retokenizes_for_a_reward_model_with_another_vocabulary(compose):
+    """A gold RM with its own tokenizer (Vicuna scoring Pythia in the paper) scores the decoded text."""
+    from inform.models.scorer import RewardScorer
+
+    cfg = validate(compose())
+    policy_tok = load_tokenizer(cfg.policy)
+    other_tok = train_tiny_tokenizer(300)
+    assert other_tok.get_vocab() != policy_tok.get_vocab()
+    torch.manual_seed(0)
+    small = OmegaConf.merge(cfg.policy, {"vocab_size": len(other_tok)})
+    rm = RewardModel.from_causal_lm(build_causal_lm(small, other_tok, seed=0), {"kind": "scalar"}).eval()
+    scorer = RewardScorer(rm, other_tok, policy_tok, mean=1.0, std=2.0, missing_eos_penalty=0.5, max_prompt_tokens=16, max_response_tokens=13)
+    assert not scorer.same_vocab
+    prompt, response = "Copy: apple moon =", " apple moon"
+    p_ids = policy_tok(prompt)["input_ids"]
+    r_ids = policy_tok(response, add_special_tokens=False)["input_ids"] + [policy_tok.eos_token_id]
+    seqs, mask = pad([[policy_tok.pad_token_id] * 2 + p_ids + r_ids], policy_tok.pad_token_id)
+    mask[0, :2] = 0  # left padding of the prompt
+    got = scorer.raw(seqs, mask, prompt_len=2 + len(p_ids)).reward
+    want_ids = other_tok(prompt)["input_ids"] + other_tok(response, add_special_tokens=False)["input_ids"] + [other_tok.eos_token_id]
+    with torch.no_grad():
+        want = rm(torch.tensor([want_ids]), torch.ones(1, len(want_ids), dtype=torch.long)).reward
+    assert torch.allclose(got, want, atol=1e-5)
+    norm = scorer.normalize(got, torch.tensor([False]))
+    assert norm.item() == pytest.approx((want.item() - 1.0) / 2.0 - 0.5, abs=1e-5)

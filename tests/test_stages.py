@@ -17,7 +17,8 @@ def _artifacts(cwd: Path, stage: str) -> list[Path]:
 
 def test_sft_then_reward_model_learns_and_is_cached(tmp_path):
     """`stage=rm rm.init=sft` trains SFT, then an RM from it; a rerun reuses both exports."""
-    run_inform("stage=rm", "rm.init=sft", "sft.max_steps=200", "sft.val_every=100", "rm.epochs=1", cwd=tmp_path)
+    args = ["stage=rm", "objective=bt", "rm.data=human", "rm.init=sft", "sft.max_steps=200", "sft.val_every=100", "rm.epochs=1"]
+    run_inform(*args, cwd=tmp_path)
     (sft,), (rm,) = _artifacts(tmp_path, "sft"), _artifacts(tmp_path, "rm")
     sft_metrics = json.loads((sft / "metrics.json").read_text())
     rm_metrics = json.loads((rm / "metrics.json").read_text())
@@ -35,14 +36,14 @@ def test_sft_then_reward_model_learns_and_is_cached(tmp_path):
     csv = next((tmp_path / "outputs").rglob("rm/csv/metrics.csv")).read_text().splitlines()
     assert "val/acc" in csv[0]
 
-    proc = run_inform("stage=rm", "rm.init=sft", "sft.max_steps=200", "sft.val_every=100", "rm.epochs=1", cwd=tmp_path)
+    proc = run_inform(*args, cwd=tmp_path)
     assert "rm: reusing" in proc.stdout and "sft: reusing" in proc.stdout
     assert len(find_runs(tmp_path / "outputs")) == 2  # nothing trained the second time
 
 
 def test_local_sweep_beta_by_latent_dim_gives_four_wandb_runs(tmp_path):
     run_inform(
-        "-m", "stage=rm", "objective=ib", "beta=0.1,0.01", "latent_dim=64,128",
+        "-m", "stage=rm", "rm.data=human", "rm.init=base", "objective=ib", "beta=0.1,0.01", "latent_dim=64,128",
         "rm.max_steps=30", "data.preference.n=3000", "rm.val_size=256", cwd=tmp_path,
     )
     runs = [r for r in find_runs(tmp_path / "multirun") if r.job_type == "rm"]
@@ -63,7 +64,7 @@ def test_local_sweep_beta_by_latent_dim_gives_four_wandb_runs(tmp_path):
 
 def test_a_data_file_missing_a_column_is_named(tmp_path):
     bad = FIXTURES / "alpaca_farm_missing_column.json"
-    proc = run_inform("stage=rm", "data=alpaca_farm", f"data.preference.path={bad}", cwd=tmp_path, check=False, timeout=300)
+    proc = run_inform("stage=rm", "rm.data=human", "rm.init=base", "data=alpaca_farm", f"data.preference.path={bad}", cwd=tmp_path, check=False, timeout=300)
     assert proc.returncode != 0
     assert f"{bad}" in proc.stderr and "missing column 'output_2'" in proc.stderr
     assert not _artifacts(tmp_path, "rm")  # nothing half-built is left to trust

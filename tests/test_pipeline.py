@@ -1,0 +1,97 @@
+"""The simulated gold-RM pipeline through the real entry point: a 2-point sweep of the smoke
+experiment (conf/experiment/smoke.yaml), its cache, its labels, PPO, and W&B read back."""
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+
+from inform.tracking.wandb_offline import find_runs
+from tests.conftest import run_inform
+
+pytestmark = pytest.mark.slow
+PPO_METRICS = ["objective/kl", "objective/entropy", "policy/clipfrac", "policy/approxkl", "critic/loss",
+               "critic/vf_explained_var", "reward/proxy"]
+
+
+def artifacts(root: Path, stage: str) -> list[Path]:
+    return sorted(p for p in (root / "artifacts").glob(f"{stage}-*") if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """`python run.py -m experiment=smoke beta=0.1,0.01` (objective=ib, the default)."""
+    root = tmp_path_factory.mktemp("sweep")
+    proc = run_inform("-m", "experiment=smoke", "beta=0.1,0.01", cwd=root)
+    return root, proc
+
+
+def test_sweep_builds_upstream_once_and_two_rms_and_ppos(sweep):
+    root, proc = sweep
+    counts = {s: len(artifacts(root, s)) for s in ("sft", "gold", "label", "rm", "ppo")}
+    assert counts == {"sft": 1, "gold": 1, "label": 1, "rm": 2, "ppo": 2}
+    runs = find_runs(root / "multirun")
+    assert sorted(r.job_type for r in runs) == ["gold", "ppo", "ppo", "rm", "rm", "sft"]
+    assert sorted(r.config["beta"] for r in runs if r.job_type == "ppo") == [0.01, 0.1]
+    assert proc.stdout.count("sft: built") == 1 and proc.stdout.count("gold: built") == 1
+
+
+def test_label_stage_flips_the_configured_share(sweep):
+    root, _ = sweep
+    (label,) = artifacts(root, "label")
+    pairs = [json.loads(line) for line in (label / "pairs.jsonl").read_text().splitlines()]
+    stats = json.loads((label / "stats.json").read_text())
+    flipped = [p for p in pairs if p["flipped"]]
+    assert stats["n_prompts"] == 600 and len(pairs) == stats["n_pairs"] > 550
+    assert len(flipped) == round(0.25 * len(pairs)) == stats["n_flipped"]
+    # a flipped pair prefers the response the gold RM scored lower, the others the higher one
+    assert all(p["gold_chosen"] <= p["gold_rejected"] for p in flipped)
+    assert all(p["gold_chosen"] >= p["gold_rejected"] for p in pairs if not p["flipped"])
+    assert all(p["chosen"] != p["rejected"] for p in pairs)
+
+
+def test_ppo_raises_the_proxy_reward_and_the_critic_learns(sweep):
+    root, _ = sweep
+    for ppo in artifacts(root, "ppo"):
+        history = json.loads((ppo / "eval_history.json").read_text())["history"]
+        assert [h["step"] for h in history] == [0, 4, 8, 12, 16]
+        sft, final = history[0], history[-1]
+        # mean over the 128 eval prompts, in SD units of the SFT samples
+        assert final["reward/proxy_eval"] > sft["reward/proxy_eval"] + 0.5, history
+        assert final["eval/kl"] > 0.5
+    for run in (r for r in find_runs(root / "multirun") if r.job_type == "ppo"):
+        ev = [v for _, v in run.series("critic/vf_explained_var")]
+        assert len(ev) == 16
+        # the value head starts untrained (step 1); later steps explain much more of the returns
+        assert sum(ev[8:]) / 8 > ev[0] + 0.3, ev
+
+
+def test_ppo_metrics_gold_reward_and_curve_are_in_the_wandb_run(sweep):
+    root, _ = sweep
+    for run in (r for r in find_runs(root / "multirun") if r.job_type == "ppo"):
+        ppo_dir = run.path.parents[1]
+        for key in PPO_METRICS:
+            series = run.series(key)
+            assert [s for s, _ in series] == list(range(1, 17)), key  # one value per PPO step
+            assert all(math.isfinite(v) for _, v in series), key
+        gold = run.series("reward/gold")
+        assert [s for s, _ in gold] == [0, 4, 8, 12, 16]
+        (artifact,) = [a for a in artifacts(root, "ppo") if json.loads((a / "metrics.json").read_text())["runs"]["wandb"] == str(run.path)]
+        history = json.loads((artifact / "eval_history.json").read_text())["history"]
+        assert [v for _, v in gold] == pytest.approx([h["reward/gold"] for h in history])
+        images = [f for f in run.files if f.startswith("media/images/curves/overoptimization")]
+        assert len(images) == 1
+        png = (run.path / "files" / images[0]).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24])[0] > 500  # width
+        assert (ppo_dir / "overoptimization.png").is_file()
+
+
+def test_rerunning_a_point_reuses_every_stage(sweep):
+    root, _ = sweep
+    before = len(find_runs(root))
+    proc = run_inform("experiment=smoke", "beta=0.01", cwd=root)
+    for stage in ("sft", "gold", "label", "rm", "ppo"):
+        assert f"{stage}: reusing" in proc.stdout, stage
+        assert f"{stage}: built" not in proc.stdout
+    assert len(find_runs(root)) == before  # nothing trained, no new W&B run
