@@ -43,14 +43,33 @@ def _panel(ax, history: list[dict], x_key: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_overoptimization(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """Gold, proxy and true reward of the eval samples against KL(pi || pi_ref) and against step.
+def _csi_panel(ax, history: list[dict]) -> None:
+    rows = [r for r in history if "csi/value" in r]
+    ax.plot([r["eval/kl"] for r in rows], [r["csi/value"] for r in rows], color="tab:purple", marker="D", markersize=3.5,
+            linewidth=1.3, label="CSI (proxy RM latents)")
+    ax.set_ylabel("CSI", color="tab:purple")
+    if all("reward/gold" in r for r in history):
+        right = ax.twinx()
+        right.plot([r["eval/kl"] for r in history], [r["reward/gold"] for r in history], color="tab:red", marker="s",
+                   markersize=3, linewidth=1.0, alpha=0.7)
+        right.set_ylabel("gold RM", color="tab:red")
+        ax.plot([], [], color="tab:red", marker="s", label="gold RM (right axis)")
+    ax.set_xlabel("KL(pi || pi_ref) per response (nats)")
+    ax.set_title("CSI against KL")
+    ax.grid(alpha=0.3)
+
+
+def plot_overoptimization(history: list[dict], path: str | Path, title: str = "", stop_step: int | None = None) -> Path:
+    """Gold, proxy and true reward of the eval samples against KL(pi || pi_ref) and against
+    step, and CSI against KL when the run logged it.
 
     `history`: one row per eval step with `step`, `eval/kl` and the reward keys (missing
     keys are skipped). Gold and proxy are standardized on the SFT samples (SD units); the
-    exact quality has its own axis.
+    exact quality has its own axis. `stop_step`: where CSI early stopping fired (marked).
     """
-    fig, (ax_kl, ax_step) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    has_csi = any("csi/value" in r for r in history)
+    fig, axes = plt.subplots(1, 3 if has_csi else 2, figsize=(16 if has_csi else 11, 4.2), dpi=110)
+    ax_kl, ax_step = axes[0], axes[-1]
     _panel(ax_kl, history, "eval/kl")
     ax_kl.set_xlabel("KL(pi || pi_ref) per response (nats)")
     ax_kl.set_ylabel("reward (SD units of the SFT samples)")
@@ -58,7 +77,14 @@ def plot_overoptimization(history: list[dict], path: str | Path, title: str = ""
     _panel(ax_step, history, "step")
     ax_step.set_xlabel("PPO step")
     ax_step.set_title("against PPO step")
-    ax_kl.legend(fontsize=8, loc="lower left")
+    if has_csi:
+        _csi_panel(axes[1], history)
+    stop = next((r for r in history if r["step"] == stop_step), None) if stop_step is not None else None
+    if stop is not None:
+        for ax, x in ((ax_kl, stop["eval/kl"]), (ax_step, stop["step"]), *(((axes[1], stop["eval/kl"]),) if has_csi else ())):
+            ax.axvline(x, color="black", alpha=0.6, linestyle="--", label=f"CSI early stop (step {stop['step']})")
+    for ax in axes[:-1]:
+        ax.legend(fontsize=8, loc="lower left")
     fig.suptitle(title or "reward over-optimization")
     fig.tight_layout()
     return save_figure(fig, path)
