@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import ppo_step, rm_step
+from benchmarks import csi_cost, ppo_step, rm_step
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -21,6 +21,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}",
         "rm_step": rm_step.main(),
         "ppo_step": ppo_step.main(),
+        "csi_cost": csi_cost.main(),
     }
     OUT.mkdir(exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))

@@ -167,6 +167,21 @@ class EvalSchema:
 
 
 @dataclass
+class CSISchema:
+    enabled: bool = True
+    every_n_evals: int = 1
+    method: str = "dbscan"
+    eps: Optional[float] = None
+    eps_scale: float = 1.0
+    min_samples: int = 5
+    min_cluster_size: int = 5
+    early_stop: bool = False
+    e_max: float = 10.0
+    plot_every_n_evals: int = 5
+    plot_method: str = "tsne"
+
+
+@dataclass
 class Schema:
     policy: ModelSchema = MISSING
     reward: ModelSchema = MISSING
@@ -189,6 +204,7 @@ class Schema:
     label: LabelSchema = field(default_factory=LabelSchema)
     ppo: PPOSchema = field(default_factory=PPOSchema)
     eval: EvalSchema = field(default_factory=EvalSchema)
+    csi: CSISchema = field(default_factory=CSISchema)
 
 
 def _fail(key: str, msg: str) -> None:
@@ -267,6 +283,18 @@ def _check_ppo(cfg: DictConfig) -> None:
             _fail(key, f"must be > 0 (got {value})")
 
 
+def _check_csi(csi: DictConfig) -> None:
+    if csi.method not in ("dbscan", "hdbscan"):
+        _fail("csi.method", f"{csi.method!r} is not dbscan or hdbscan")
+    if csi.plot_method not in ("tsne", "pca"):
+        _fail("csi.plot_method", f"{csi.plot_method!r} is not tsne or pca")
+    for k in ("every_n_evals", "min_samples", "min_cluster_size", "plot_every_n_evals", "e_max", "eps_scale"):
+        if csi[k] <= 0:
+            _fail(f"csi.{k}", f"must be > 0 (got {csi[k]})")
+    if csi.eps is not None and csi.eps <= 0:
+        _fail("csi.eps", f"must be > 0 or null (got {csi.eps})")
+
+
 def check_values(cfg: DictConfig) -> None:
     """Typed right but impossible: each check names its key."""
     if cfg.beta < 0:
@@ -291,6 +319,7 @@ def check_values(cfg: DictConfig) -> None:
     for section in ("sft", "rm", "gold"):
         _check_training(cfg[section], section)
     _check_ppo(cfg)
+    _check_csi(cfg.csi)
     if cfg.sft.max_steps <= 0 and cfg.sft.epochs <= 0:
         _fail("sft.max_steps", f"set sft.max_steps or sft.epochs > 0 (got {cfg.sft.max_steps} and {cfg.sft.epochs})")
     if cfg.rm.epochs <= 0:

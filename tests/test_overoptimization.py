@@ -23,3 +23,6 @@ def test_default_bt_pipeline_over_optimizes(tmp_path):
     assert proxy[-1] > proxy[peak] + 0.2 and proxy[-1] == pytest.approx(max(proxy), abs=0.1)  # proxy still rising
     assert true[-1] < true[peak] - 0.1                           # the exact quality agrees with gold
     assert (ppo / "overoptimization.png").stat().st_size > 10_000
+    # a scalar (BT) reward model gets a CSI too, from its last hidden state, at every eval step
+    csi = [h["csi/value"] for h in history]
+    assert len(csi) == len(history) and all(v > 0 for v in csi)

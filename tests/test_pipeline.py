@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
+from inform.tracking.csv_metrics import read_csv_metrics, series
 from inform.tracking.wandb_offline import find_runs
 from tests.conftest import run_inform
 
@@ -95,3 +98,41 @@ def test_rerunning_a_point_reuses_every_stage(sweep):
         assert f"{stage}: reusing" in proc.stdout, stage
         assert f"{stage}: built" not in proc.stdout
     assert len(find_runs(root)) == before  # nothing trained, no new W&B run
+
+
+def test_csi_is_logged_once_per_eval_step_in_wandb_and_csv_alike(sweep):
+    root, _ = sweep
+    for run in (r for r in find_runs(root / "multirun") if r.job_type == "ppo"):
+        csi = run.series("csi/value")
+        assert [s for s, _ in csi] == [0, 4, 8, 12, 16]  # exactly one per eval step, on the eval's step
+        assert all(v >= 0 for _, v in csi)
+        csv_rows = read_csv_metrics(run.path.parents[1] / "csv")
+        assert series(csv_rows, "csi/value") == [(s, pytest.approx(v)) for s, v in csi]
+        assert [s for s, _ in series(csv_rows, "reward/gold")] == [s for s, _ in csi]  # same axis as gold
+        assert [s for s, _ in run.series("csi/n_clusters")] == [0, 4, 8, 12, 16]
+        latents = run.path.parents[1] / "csi"
+        assert (latents / "latents_step00000.png").is_file() and (latents / "latents.npz").is_file()
+        assert any(f.startswith("media/images/csi/latents") for f in run.files)
+
+
+def test_csi_early_stopping_stops_ppo_and_keeps_that_steps_checkpoint(sweep):
+    """e_max tiny: the rule fires at its first ratio, i.e. the third CSI value (step 8)."""
+    root, _ = sweep
+    proc = run_inform("experiment=smoke", "beta=0.01", "csi.early_stop=true", "csi.e_max=1e-9", cwd=root)
+    assert "csi: change rate" in proc.stdout and "at step 8, stopping" in proc.stdout
+    out = Path(proc.stdout.split("ppo: policy -> ")[1].split(",")[0]).parent
+    out = out if out.is_absolute() else root / out
+    history = json.loads((out / "eval_history.json").read_text())["history"]
+    assert [h["step"] for h in history] == [0, 4, 8] and history[-1]["csi/stop_step"] == 8
+    assert json.loads((out / "metrics.json").read_text())["csi/stop_step"] == 8
+    (run,) = [r for r in find_runs(root / "outputs") if r.job_type == "ppo"]
+    assert max(s for s, _ in run.series("objective/kl")) == 8  # nothing trained after the stop
+    assert run.series("csi/stop_step") == [(8, 8.0)]
+    ckpt = torch.load(run.path.parents[1] / "csi" / "csi_stop.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["ppo"]["iteration"] == 8
+    from transformers import AutoModelForCausalLM
+
+    exported = AutoModelForCausalLM.from_pretrained(out / "policy").state_dict()
+    assert len(exported) > 10
+    for key, value in exported.items():
+        assert torch.equal(ckpt["state_dict"][f"policy.{key}"], value), key

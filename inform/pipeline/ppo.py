@@ -20,6 +20,7 @@ from inform.models.reward_model import RewardModel
 from inform.models.scorer import RewardScorer
 from inform.models.tokenizer import tokenizer_from
 from inform.models.value_model import ValueModel
+from inform.modules.csi_callback import CSICallback
 from inform.modules.ppo import PPOConfig, PPOModule
 from inform.pipeline import common
 from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, write_json
@@ -37,7 +38,7 @@ CURVE = "overoptimization.png"
 
 def ppo_spec(cfg: DictConfig) -> dict:
     return {
-        "ppo": plain(cfg.ppo), "eval": plain(cfg.eval), "seed": cfg.seed, "prompts": plain(cfg.data.prompts),
+        "ppo": plain(cfg.ppo), "eval": plain(cfg.eval), "csi": plain(cfg.csi), "seed": cfg.seed, "prompts": plain(cfg.data.prompts),
         "label_prompts": plain(cfg.data.label_prompts),
         "eval_prompts": plain(cfg.data.eval_prompts), "true_reward": plain(cfg.data.true_reward),
         "n_label_prompts": cfg.label.n_prompts, "sft": spec_hash(sft_spec(cfg)), "rm": spec_hash(rm_spec(cfg)),
@@ -92,13 +93,19 @@ def build_module(cfg: DictConfig, sft: Path, rm: Path, gold: Path, labels: Path)
     return module, batches
 
 
+def csi_callback(cfg: DictConfig, out_dir: Path) -> CSICallback:
+    kwargs = {k: v for k, v in plain(cfg.csi).items() if k != "enabled"}
+    return CSICallback(out_dir=out_dir, **kwargs)
+
+
 def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: Path, gold: Path, labels: Path) -> None:
     common.seed_stage(cfg, "ppo")
     module, batches = build_module(cfg, sft, rm, gold, labels)
     save_dir = common.stage_dir(cfg, "ppo")
     loggers = common.make_loggers(cfg, "ppo", save_dir)
+    callbacks = [csi_callback(cfg, save_dir / "csi")] if cfg.csi.enabled else []
     trainer = common.make_trainer(
-        cfg, "ppo", save_dir, loggers, max_epochs=1, max_steps=-1, gradient_clip_val=None,
+        cfg, "ppo", save_dir, loggers, callbacks, max_epochs=1, max_steps=-1, gradient_clip_val=None,
         limit_val_batches=0, log_every_n_steps=1,
     )
     trainer.fit(module, DataLoader(batches, batch_size=None))
@@ -107,8 +114,11 @@ def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: Path, gold: Path, label
     module.tokenizer.save_pretrained(out / "policy")
     write_json(out / "eval_history.json", {"history": module.eval_history})
     title = f"{cfg.objective.name} proxy, kl_coef {cfg.ppo.kl_coef}, label noise {cfg.label_noise}, seed {cfg.seed}"
-    curve = plot_overoptimization(module.eval_history, save_dir / CURVE, title)
+    stop = next((cb.stop_step for cb in callbacks if isinstance(cb, CSICallback)), None)
+    curve = plot_overoptimization(module.eval_history, save_dir / CURVE, title, stop_step=stop)
     shutil.copy(curve, out / CURVE)
+    if (save_dir / "csi" / "latents.npz").is_file():
+        shutil.copy(save_dir / "csi" / "latents.npz", out / "latents.npz")
     common.log_image(loggers, "curves/overoptimization", curve, step=module.iteration)
     where = common.finish_loggers(loggers)
     write_json(out / "metrics.json", {**summarize(module.eval_history), "runs": where})
@@ -124,6 +134,9 @@ def summarize(history: list[dict]) -> dict:
     if "reward/gold" in first:
         peak = max(history, key=lambda r: r["reward/gold"])
         out.update({"gold_peak/step": peak["step"], "gold_peak/reward": peak["reward/gold"], "gold_peak/kl": peak["eval/kl"]})
+    stops = [r for r in history if "csi/stop_step" in r]
+    if stops:
+        out.update({"csi/stop_step": stops[0]["step"], "csi/stop_kl": stops[0]["eval/kl"], "csi/stop_gold": stops[0].get("reward/gold")})
     return out
 
 
