@@ -197,6 +197,7 @@ class Schema:
     label_noise: float = 0.25
     seed: int = 0
     name: str = "default"
+    group: Optional[str] = None
     paths: PathsSchema = field(default_factory=PathsSchema)
     sft: SFTSchema = field(default_factory=SFTSchema)
     rm: RMSchema = field(default_factory=RMSchema)

@@ -113,3 +113,38 @@ class PromptBatches(torch.utils.data.Dataset):
         perm = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(self.seed * 7919 + pass_idx))
         idx = perm[j * self.batch_size : (j + 1) * self.batch_size].tolist()
         return self.collate([(k, self.prompts[k]) for k in idx])
+
+
+class ResumableSampler(torch.utils.data.Sampler[int]):
+    """Sample indices in an order that is a function of (seed, epoch) only, and that can
+    start part-way into an epoch, so a run resumed from a checkpoint sees exactly the batches
+    it had not seen (Lightning calls `set_epoch`; `PreemptCheckpoint` calls `resume_at`).
+
+    `batch_size`: items per batch of the DataLoader using it (1 for `batch_size=None`).
+    """
+
+    def __init__(self, n: int, shuffle: bool = True, seed: int = 0, batch_size: int = 1):
+        self.n, self.shuffle, self.seed, self.batch_size = n, shuffle, seed, batch_size
+        self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches already done in it)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        self.epoch, self._resume = epoch, (epoch, batches_done)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):  # a generator: the epoch and skip are read when iteration starts
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)).tolist()
+        else:
+            order = list(range(self.n))
+        start = 0
+        if self._resume is not None:
+            if self._resume[0] == self.epoch:
+                start = self._resume[1] * self.batch_size
+            self._resume = None
+        yield from order[start:]

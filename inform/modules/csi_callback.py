@@ -18,6 +18,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.loggers import WandbLogger
 from sklearn.neighbors import NearestNeighbors
 
@@ -109,12 +110,18 @@ class CSICallback(L.Callback):
                 lg.log_image(key="csi/latents", images=[str(path)], step=step)
 
     def state_dict(self) -> dict:
-        return {"stopper": self.stopper.state_dict(), "n_evals": self.n_evals, "n_computed": self.n_computed,
-                "stop_step": self.stop_step, "sft": self.sft, "sft_radius": self.sft_radius}
+        """Everything a resumed run needs (tensors, for weights_only loading)."""
+        return {
+            "stopper": self.stopper.state_dict(), "n_evals": self.n_evals, "n_computed": self.n_computed,
+            "stop_step": self.stop_step, "sft_radius": self.sft_radius,
+            "sft": None if self.sft is None else torch.from_numpy(self.sft),
+            "latents": {int(k): torch.from_numpy(v) for k, v in self.latents.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.stopper.load_state_dict(state["stopper"])
         self.n_evals, self.n_computed, self.stop_step = state["n_evals"], state["n_computed"], state["stop_step"]
         self.sft_radius = state["sft_radius"]
-        self.sft = state["sft"]
+        self.sft = None if state["sft"] is None else state["sft"].numpy()
+        self.latents = {int(k): v.numpy() for k, v in state["latents"].items()}
         self.index = NearestNeighbors(n_neighbors=1).fit(self.sft) if self.sft is not None else None

@@ -20,6 +20,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from inform import __version__
+from inform.pipeline.preempt import PREEMPTION
 
 log = logging.getLogger("inform")
 _announced: set[Path] = set()  # reused artifacts already reported by this process
@@ -56,6 +57,7 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
             log.info("%s: reusing %s", stage, final)
             _announced.add(final)
         return final
+    PREEMPTION.requeue_if_requested()  # a preemption signal between stages: requeue now
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final) + ".lock"):
         if is_complete(final):  # another job built it while we waited

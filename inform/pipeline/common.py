@@ -2,19 +2,30 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import string
 import time
+import warnings
 import zlib
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
+from torch.utils.data import DataLoader
 
+from inform.data.collate import ResumableSampler
 from inform.pipeline.cache import plain
+from inform.pipeline.preempt import PreemptCheckpoint, under_slurm
+
+PREEMPT_CKPT = "preempt.ckpt"
 
 log = logging.getLogger("inform")
 
@@ -37,7 +48,10 @@ def stage_dir(cfg: DictConfig, stage: str) -> Path:
 
 
 def sweep_group(cfg: DictConfig) -> str:
-    """The W&B group: the sweep folder's name under `-m`, else the experiment name."""
+    """The W&B group: `group` when set (the Slurm scripts set it), the sweep folder's name
+    under `-m`, else the experiment name."""
+    if cfg.group:
+        return cfg.group
     hc = _hydra()
     if hc is not None and hc.mode == RunMode.MULTIRUN:
         return f"{cfg.name}-{Path(hc.sweep.dir).name}"
@@ -50,6 +64,16 @@ def run_name(cfg: DictConfig, stage: str) -> str:
     return f"{stage}-{overrides}" if overrides else stage
 
 
+def wandb_run_id(save_dir: Path) -> str:
+    """The stage's W&B run id, fixed at its first start: a resumed job logs to the same run."""
+    f = save_dir / "wandb_id"
+    if not f.is_file():
+        tmp = f.with_suffix(".tmp")
+        tmp.write_text("".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8)))
+        os.replace(tmp, f)
+    return f.read_text().strip()
+
+
 def make_loggers(cfg: DictConfig, stage: str, save_dir: Path) -> list:
     loggers = []
     for key, node in cfg.logger.items():
@@ -58,21 +82,49 @@ def make_loggers(cfg: DictConfig, stage: str, save_dir: Path) -> list:
             kwargs = {k: v for k, v in plain(node).items() if k != "_target_"}
             kwargs.update(
                 save_dir=str(save_dir), name=run_name(cfg, stage), job_type=stage,
-                group=node.group or sweep_group(cfg), config=plain(cfg),
+                group=node.group or sweep_group(cfg), config=plain(cfg), id=wandb_run_id(save_dir), resume="allow",
             )
             loggers.append(get_class(node._target_)(**kwargs))
-        else:
-            loggers.append(instantiate(node, save_dir=str(save_dir), name=key, version=""))
+        else:  # one CSV per attempt (Lightning deletes an existing metrics.csv); read_csv_metrics joins them
+            parts = sorted(p for p in (save_dir / key).glob("part*") if (p / "metrics.csv").is_file())
+            loggers.append(instantiate(node, save_dir=str(save_dir), name=key, version=f"part{len(parts)}"))
     return loggers
 
 
-def make_trainer(cfg: DictConfig, stage: str, save_dir: Path, loggers: list, callbacks: list | None = None, **limits) -> L.Trainer:
-    """The configured Lightning Trainer with this stage's limits, loggers and a last-checkpoint."""
+def make_loader(rows, batch_size: int | None, collate, shuffle: bool, seed: int) -> DataLoader:
+    """A DataLoader whose position in an epoch survives preemption (`ResumableSampler`)."""
+    sampler = ResumableSampler(len(rows), shuffle=shuffle, seed=seed, batch_size=batch_size or 1)
+    # its own generator: creating an iterator draws a seed from it, not from the global RNG
+    # (a resumed run restores the global RNG first, and must not see it shifted)
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(rows, batch_size=batch_size, sampler=sampler, collate_fn=collate, generator=g)
+
+
+def make_trainer(
+    cfg: DictConfig, stage: str, save_dir: Path, loggers: list, callbacks: list | None = None,
+    train_loader: DataLoader | None = None, **limits,
+) -> L.Trainer:
+    """The configured Lightning Trainer with this stage's limits, loggers, a last-checkpoint
+    and the preemption checkpoint (which restores the train loader's position)."""
     ckpt = ModelCheckpoint(dirpath=save_dir / "checkpoints", save_last=True)
+    samplers = [train_loader.sampler] if train_loader is not None and isinstance(train_loader.sampler, ResumableSampler) else []
+    preempt_cb = PreemptCheckpoint(save_dir / "checkpoints" / PREEMPT_CKPT, samplers)
+    extra = {"plugins": [SLURMEnvironment(auto_requeue=False)]} if under_slurm() else {}
     return instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=[ckpt, *(callbacks or [])],
-        default_root_dir=str(save_dir), **limits,
+        cfg.trainer, logger=loggers or False, callbacks=[ckpt, preempt_cb, *(callbacks or [])],
+        default_root_dir=str(save_dir), **extra, **limits,
     )
+
+
+def fit(trainer: L.Trainer, module: L.LightningModule, save_dir: Path, train_loader, val_loader=None) -> None:
+    """trainer.fit, resumed from the stage's preemption checkpoint when a requeued job left one."""
+    ckpt = save_dir / "checkpoints" / PREEMPT_CKPT
+    if ckpt.is_file():
+        log.info("%s: resuming from %s", save_dir.name, ckpt)
+    with warnings.catch_warnings():
+        # the train loader's ResumableSampler restores the position, which Lightning cannot see
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt.is_file() else None, weights_only=True)
 
 
 def finish_loggers(loggers: list) -> dict[str, str]:

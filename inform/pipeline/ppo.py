@@ -12,7 +12,6 @@ from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
 
 from inform.data.collate import PromptBatches, encode_prompts
 from inform.models.causal_lm import load_causal_lm
@@ -104,11 +103,12 @@ def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: Path, gold: Path, label
     save_dir = common.stage_dir(cfg, "ppo")
     loggers = common.make_loggers(cfg, "ppo", save_dir)
     callbacks = [csi_callback(cfg, save_dir / "csi")] if cfg.csi.enabled else []
+    train_dl = common.make_loader(batches, None, None, shuffle=False, seed=cfg.seed)  # item i = iteration i's prompts
     trainer = common.make_trainer(
-        cfg, "ppo", save_dir, loggers, callbacks, max_epochs=1, max_steps=-1, gradient_clip_val=None,
-        limit_val_batches=0, log_every_n_steps=1,
+        cfg, "ppo", save_dir, loggers, callbacks, train_loader=train_dl, max_epochs=1, max_steps=-1,
+        gradient_clip_val=None, limit_val_batches=0, log_every_n_steps=1,
     )
-    trainer.fit(module, DataLoader(batches, batch_size=None))
+    common.fit(trainer, module, save_dir, train_dl)
 
     module.policy.save_pretrained(out / "policy")
     module.tokenizer.save_pretrained(out / "policy")

@@ -47,8 +47,7 @@ def fit_reward_model(
 
     train, val = common.holdout(pair_examples(tokenizer, rows, cfg), section.val_size)
     collate = PreferenceCollator(tokenizer.pad_token_id)
-    g = torch.Generator().manual_seed(cfg.seed)
-    train_dl = DataLoader(train, batch_size=section.batch_size, shuffle=True, collate_fn=collate, generator=g)
+    train_dl = common.make_loader(train, section.batch_size, collate, shuffle=True, seed=cfg.seed)
     val_dl = DataLoader(val, batch_size=section.batch_size, collate_fn=collate) if val else None
 
     save_dir = common.stage_dir(cfg, stage)
@@ -57,8 +56,10 @@ def fit_reward_model(
         model, instantiate(objective.loss), lr=section.lr, weight_decay=section.weight_decay,
         warmup_steps=section.warmup_steps,
     )
-    trainer = common.make_trainer(cfg, stage, save_dir, loggers, max_epochs=section.epochs, max_steps=section.max_steps)
-    trainer.fit(module, train_dl, val_dl)
+    trainer = common.make_trainer(
+        cfg, stage, save_dir, loggers, train_loader=train_dl, max_epochs=section.epochs, max_steps=section.max_steps
+    )
+    common.fit(trainer, module, save_dir, train_dl, val_dl)
     model.save_pretrained(out, tokenizer)
     stats = score_stats(model, train, tokenizer.pad_token_id)
     write_json(out / SCORE_STATS, stats)

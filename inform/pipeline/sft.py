@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
@@ -40,18 +39,17 @@ def train_sft(cfg: DictConfig, out: Path) -> None:
     )
     train, val = common.holdout(examples, cfg.sft.val_size)
     collate = SFTCollator(tokenizer.pad_token_id)
-    g = torch.Generator().manual_seed(cfg.seed)
-    train_dl = DataLoader(train, batch_size=cfg.sft.batch_size, shuffle=True, collate_fn=collate, generator=g)
+    train_dl = common.make_loader(train, cfg.sft.batch_size, collate, shuffle=True, seed=cfg.seed)
     val_dl = DataLoader(val, batch_size=cfg.sft.batch_size, collate_fn=collate) if val else None
 
     save_dir = common.stage_dir(cfg, "sft")
     loggers = common.make_loggers(cfg, "sft", save_dir)
     module = SFTModule(model, lr=cfg.sft.lr, weight_decay=cfg.sft.weight_decay, warmup_steps=cfg.sft.warmup_steps)
     trainer = common.make_trainer(
-        cfg, "sft", save_dir, loggers, max_steps=cfg.sft.max_steps, max_epochs=cfg.sft.epochs,
+        cfg, "sft", save_dir, loggers, train_loader=train_dl, max_steps=cfg.sft.max_steps, max_epochs=cfg.sft.epochs,
         val_check_interval=cfg.sft.val_every, check_val_every_n_epoch=None,
     )
-    trainer.fit(module, train_dl, val_dl)
+    common.fit(trainer, module, save_dir, train_dl, val_dl)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     metrics = common.metrics_of(trainer)

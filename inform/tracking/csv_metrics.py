@@ -6,14 +6,15 @@ from pathlib import Path
 
 
 def read_csv_metrics(path: str | Path) -> list[dict[str, float]]:
-    """Rows of `metrics.csv` (or of the one under a folder), empty cells dropped, numbers as floats."""
+    """Rows of a `metrics.csv`, or of all those under a folder in order (a stage writes one per
+    attempt: `csv/part0/`, `csv/part1/` after a preemption), empty cells dropped, numbers as floats."""
     path = Path(path)
-    if path.is_dir():
-        path = next(path.rglob("metrics.csv"))
+    files = [path] if path.is_file() else sorted(path.rglob("metrics.csv"), key=lambda p: (len(str(p)), str(p)))
     rows = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
+    for file in files:
+        with open(file, newline="") as f:
+            for row in csv.DictReader(f):
+                rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
     return rows
 
 

@@ -116,6 +116,23 @@ def read_run(run_dir: str | Path) -> OfflineRun:
     return run
 
 
-def find_runs(root: str | Path) -> list[OfflineRun]:
-    """Every offline run under `root`, oldest first."""
-    return [read_run(d) for d in sorted(Path(root).rglob("offline-run-*")) if d.is_dir()]
+def find_runs(root: str | Path, merge_resumed: bool = False) -> list[OfflineRun]:
+    """Every offline run under `root`, oldest first.
+
+    A run resumed after preemption logs to the same run id from a new process, which W&B
+    offline writes as a second `offline-run-*` folder (`wandb sync` uploads both into one
+    run). `merge_resumed=True` joins them: one OfflineRun per id, histories in order.
+    """
+    runs = [read_run(d) for d in sorted(Path(root).rglob("offline-run-*"), key=lambda d: d.name) if d.is_dir()]
+    if not merge_resumed:
+        return runs
+    merged: dict[str, OfflineRun] = {}
+    for run in runs:
+        if run.run_id in merged:
+            first = merged[run.run_id]
+            first.history.extend(run.history)
+            first.summary.update(run.summary)
+            first.files.extend(run.files)
+        else:
+            merged[run.run_id] = run
+    return list(merged.values())

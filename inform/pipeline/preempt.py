@@ -1,0 +1,156 @@
+"""Preemption and requeue on Slurm: the one place in inform's library that reads SLURM_*.
+
+How a preempted or time-limited job keeps its work:
+1. The signal. The sbatch scripts ask for `--signal=B:USR1@<s>` (the batch shell traps it
+   and forwards it to Python); Hydra's submitit launcher sends USR2 (`signal_delay_s`). A
+   user or admin can send it by hand: `scancel --signal=USR1 --full <job>`.
+2. The handler only records the request (no work inside a signal handler).
+3. At the end of the step that is running (`on_train_batch_end`, where Lightning expects
+   a mid-epoch checkpoint) the `PreemptCheckpoint` callback writes
+   `checkpoints/preempt.ckpt` atomically: weights, optimizer(s), LR schedulers, Lightning's
+   loop counters, the module's own state (PPO: iteration, KL controller, eval history; CSI:
+   its reference and series), the RNG states and the data position. At the start of the
+   next step (after Lightning has written that step's logs, and run a validation due then)
+   the job requeues itself (`scontrol requeue`, or submitit's own handler under the
+   submitit launcher) and exits.
+4. The requeued job has the same job (and array task) id, so the same run folder; completed
+   stages come from the artifact cache, and the interrupted stage calls
+   `trainer.fit(ckpt_path=preempt.ckpt)`, logs to the same W&B run id and appends to the
+   same CSV. No step is lost or done twice.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+log = logging.getLogger("inform")
+SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+
+
+def job_id() -> str | None:
+    """The id `scontrol requeue` takes: `<array job>_<task>` for array tasks, else the job id."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def restart_count() -> int:
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+
+
+def under_slurm() -> bool:
+    return job_id() is not None
+
+
+class Preemption:
+    """Records USR1/USR2; `requeue_and_exit` hands the job back to Slurm."""
+
+    def __init__(self):
+        self.requested = False
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in SIGNALS:
+            current = signal.getsignal(sig)
+            if current != self._handle:
+                self._previous[sig] = current
+                signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested, self.signum = True, signum
+
+    def requeue_if_requested(self) -> None:
+        """Between stages: nothing to checkpoint, hand the job back at once."""
+        if self.requested:
+            self.requeue_and_exit()
+
+    def requeue_and_exit(self) -> None:
+        previous = self._previous.get(self.signum)
+        if callable(previous):  # submitit's handler: it pickles the resubmission, requeues and exits
+            log.info("preempt: checkpoint saved; handing over to the launcher's handler")
+            previous(self.signum, None)
+        job = job_id()
+        if job:
+            result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+            log.info("preempt: checkpoint saved; scontrol requeue %s -> %s %s", job, result.returncode, result.stderr.strip())
+        raise SystemExit(0)
+
+
+PREEMPTION = Preemption()
+
+
+def rng_state() -> dict:
+    """Every RNG's state as tensors and plain numbers (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class PreemptCheckpoint(L.Callback):
+    """After a preemption signal: saves `path` at the end of the running step, requeues at the
+    start of the next one.
+
+    Its own state (saved in every checkpoint) is the data position (epoch, batches done in
+    it) and the RNG states; on resume it puts the samplers back at that position.
+    """
+
+    def __init__(self, path: str | Path, samplers: list | None = None):
+        self.path = Path(path)
+        self.samplers = samplers or []
+        self._trainer: L.Trainer | None = None
+        self._saved = False
+
+    def setup(self, trainer, pl_module, stage):
+        self._trainer = trainer
+        PREEMPTION.install()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if PREEMPTION.requested and not self._saved:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            trainer.save_checkpoint(tmp)
+            os.replace(tmp, self.path)
+            self._saved = True
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self._saved:
+            PREEMPTION.requeue_and_exit()
+
+    def state_dict(self) -> dict:
+        t = self._trainer
+        done = t.fit_loop.epoch_loop.batch_progress.current.processed if t is not None else 0
+        return {"epoch": t.current_epoch if t is not None else 0, "batches_done": done, "rng": rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for sampler in self.samplers:
+            sampler.resume_at(state["epoch"], state["batches_done"])
+        set_rng_state(state["rng"])
