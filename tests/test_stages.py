@@ -33,7 +33,7 @@ def test_sft_then_reward_model_learns_and_is_cached(tmp_path):
     assert runs["sft"].summary["val/ppl"] == pytest.approx(sft_metrics["val/ppl"])
     assert runs["rm"].config["rm"]["init"] == "sft" and runs["rm"].config["objective"]["name"] == "bt"
     # each stage writes the same metrics to CSV beside W&B
-    csv = next((tmp_path / "outputs").rglob("rm/csv/metrics.csv")).read_text().splitlines()
+    csv = next((tmp_path / "outputs").rglob("rm/csv/part0/metrics.csv")).read_text().splitlines()
     assert "val/acc" in csv[0]
 
     proc = run_inform(*args, cwd=tmp_path)

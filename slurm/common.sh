@@ -1,0 +1,56 @@
+# Shared by run.sh and sweep.sh (sourced inside a job) and pipeline.sh (on the login node).
+# sbatch runs a *copy* of the script from its spool folder, so the repository is found from
+# $INFORM_ROOT, else the folder sbatch was called from ($SLURM_SUBMIT_DIR): submit from the
+# repository root, or export INFORM_ROOT.
+INFORM_ROOT=${INFORM_ROOT:-${SLURM_SUBMIT_DIR:-$(pwd)}}
+export INFORM_ROOT
+cd "$INFORM_ROOT" || { echo "inform: no repository at INFORM_ROOT=$INFORM_ROOT" >&2; exit 2; }
+[ -f run.py ] || { echo "inform: $INFORM_ROOT has no run.py; submit from the repository root or set INFORM_ROOT" >&2; exit 2; }
+PY=${INFORM_PYTHON:-$INFORM_ROOT/.venv/bin/python}
+[ -x "$PY" ] || PY=python3
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
+# where run folders go (relative to the repository root unless absolute)
+INFORM_OUTPUTS=${INFORM_OUTPUTS:-outputs}      # single jobs: $INFORM_OUTPUTS/slurm-<job>/
+INFORM_MULTIRUN=${INFORM_MULTIRUN:-multirun}   # arrays: $INFORM_MULTIRUN/slurm-<job>/<task>/
+export INFORM_OUTPUTS INFORM_MULTIRUN
+export TOKENIZERS_PARALLELISM=false
+
+# Run a command with the preemption signals forwarded to it: `#SBATCH --signal=B:USR1@N`
+# reaches only this batch shell, which passes it on (inform checkpoints at the end of the
+# current step, requeues the job and exits). Prints start/end times for the job's log.
+run_forwarding_signals() {
+  echo "inform-job start $(date +%s.%N) job=${SLURM_JOB_ID:-} array=${SLURM_ARRAY_JOB_ID:-}_${SLURM_ARRAY_TASK_ID:-} restart=${SLURM_RESTART_COUNT:-0}"
+  "$@" &
+  local child=$! status=0
+  trap 'kill -USR1 "$child" 2>/dev/null' USR1
+  trap 'kill -USR2 "$child" 2>/dev/null' USR2
+  trap 'kill -TERM "$child" 2>/dev/null' TERM
+  while true; do
+    wait "$child"; status=$?
+    # a trapped signal interrupts `wait` (status > 128) while the child still runs: wait again
+    if [ "$status" -gt 128 ] && kill -0 "$child" 2>/dev/null; then continue; fi
+    break
+  done
+  trap - USR1 USR2 TERM
+  echo "inform-job end $(date +%s.%N) status=$status"
+  return "$status"
+}
+
+# The sbatch options of the running job, to give the jobs it submits the same resources
+# (so `sbatch -p gpu --gres=gpu:1 slurm/sweep.sh ...` reaches the array tasks too).
+inherited_sbatch_options() {
+  local info; info=$(scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null) || return 0
+  local field
+  for field in Partition TimeLimit QOS Account; do
+    local value; value=$(echo "$info" | grep -o "\b$field=[^ ]*" | head -n1 | cut -d= -f2)
+    [ -n "$value" ] && [ "$value" != "(null)" ] && case $field in
+      Partition) echo "--partition=$value" ;; TimeLimit) echo "--time=$value" ;;
+      QOS) echo "--qos=$value" ;; Account) echo "--account=$value" ;;
+    esac
+  done
+  [ -n "${SLURM_CPUS_PER_TASK:-}" ] && echo "--cpus-per-task=$SLURM_CPUS_PER_TASK"
+  [ -n "${SLURM_MEM_PER_NODE:-}" ] && echo "--mem=${SLURM_MEM_PER_NODE}M"
+  local gres; gres=$(echo "$info" | grep -o "TresPerNode=[^ ]*" | cut -d= -f2-)
+  [ -n "$gres" ] && [ "$gres" != "(null)" ] && echo "--gres=${gres#gres/}"
+  return 0
+}
