@@ -123,7 +123,7 @@ class GoldSchema:
 
 @dataclass
 class LabelSchema:
-    n_prompts: int = 2000
+    n_prompts: int = 1000
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 16
@@ -136,7 +136,7 @@ class PPOSchema:
     batch_size: int = 64
     minibatches: int = 2
     epochs: int = 4
-    policy_lr: float = 2e-5
+    policy_lr: float = 5e-5
     critic_lr: float = 1e-3
     clip: float = 0.2
     value_clip: float = 0.2

@@ -23,7 +23,7 @@ def test_sft_then_reward_model_learns_and_is_cached(tmp_path):
     sft_metrics = json.loads((sft / "metrics.json").read_text())
     rm_metrics = json.loads((rm / "metrics.json").read_text())
     # SFT: far below a uniform guess over the ~340-token vocabulary (ppl 340)
-    assert sft_metrics["val/ppl"] < 6.0
+    assert sft_metrics["val/ppl"] < 8.0
     # the RM from the SFT backbone ranks held-out synthetic human preferences well above chance
     assert rm_metrics["val/acc"] > 0.75, rm_metrics
 

@@ -42,7 +42,7 @@ FROZEN = ("ref.", "proxy_model.", "gold_model.")  # rebuilt from their exports, 
 class PPOConfig:
     epochs: int = 4
     minibatches: int = 2
-    policy_lr: float = 2e-5
+    policy_lr: float = 5e-5
     critic_lr: float = 1e-3
     clip: float = 0.2
     value_clip: float = 0.2
