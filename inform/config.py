@@ -16,6 +16,8 @@ from hydra.utils import get_object
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from inform.rl.ppo_config import PPOConfig
+
 
 class ConfigError(ValueError):
     """A config value that cannot be used; the message names the key."""
@@ -64,6 +66,7 @@ class DataSchema:
     name: str = MISSING
     max_prompt_tokens: int = 512
     max_response_tokens: int = 512
+    on_long_prompt: str = "truncate"  # truncate: keep a prompt's last tokens | error: stop, naming the row
     sft: Any = None  # `_target_` nodes returning a datasets.Dataset
     preference: Any = None
     prompts: Any = None
@@ -85,40 +88,34 @@ class PathsSchema:
 
 
 @dataclass
-class SFTSchema:
-    max_steps: int = 600
-    epochs: int = -1
-    batch_size: int = 128
-    lr: float = 1e-3
+class TrainSchema:
+    """What every trained stage has (the values come from conf/config.yaml)."""
+
+    max_steps: int = -1
+    batch_size: int = 64
+    lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_steps: int = 0
     val_size: int = 512
+
+
+@dataclass
+class SFTSchema(TrainSchema):
+    epochs: int = -1
     val_every: int = 200
 
 
 @dataclass
-class RMSchema:
-    data: str = "human"
-    init: str = "base"
+class RMSchema(TrainSchema):
+    data: str = "labels"
+    init: str = "sft"
     epochs: int = 1
-    max_steps: int = -1
-    batch_size: int = 64
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    val_size: int = 512
 
 
 @dataclass
-class GoldSchema:
+class GoldSchema(TrainSchema):
     init: str = "sft"
     epochs: int = 2
-    max_steps: int = -1
-    batch_size: int = 64
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    val_size: int = 512
 
 
 @dataclass
@@ -131,30 +128,11 @@ class LabelSchema:
 
 
 @dataclass
-class PPOSchema:
+class PPOSchema(PPOConfig):
     steps: int = 100
     batch_size: int = 64
-    minibatches: int = 2
-    epochs: int = 4
-    policy_lr: float = 5e-5
-    critic_lr: float = 1e-3
-    clip: float = 0.2
-    value_clip: float = 0.2
-    gamma: float = 1.0
-    lam: float = 0.95
-    kl_coef: float = 0.05
-    kl_controller: str = "fixed"
-    target_kl: float = 6.0
-    kl_horizon: int = 10000
-    temperature: float = 0.8
-    top_p: float = 0.9
-    max_new_tokens: int = 16
-    reward_clip: float = 5.0
     missing_eos_penalty: float = 0.0
     critic_init: str = "sft"
-    max_grad_norm: float = 1.0
-    eval_every: int = 4
-    weight_decay: float = 0.0
 
 
 @dataclass
@@ -198,6 +176,7 @@ class Schema:
     seed: int = 0
     name: str = "default"
     group: Optional[str] = None
+    on_nonfinite: str = "stop"
     paths: PathsSchema = field(default_factory=PathsSchema)
     sft: SFTSchema = field(default_factory=SFTSchema)
     rm: RMSchema = field(default_factory=RMSchema)
@@ -306,6 +285,8 @@ def check_values(cfg: DictConfig) -> None:
         _fail("kl_coef", f"must be >= 0 (got {cfg.kl_coef})")
     if cfg.seed < 0:
         _fail("seed", f"must be >= 0 (got {cfg.seed})")
+    if cfg.on_nonfinite not in ("stop", "skip"):
+        _fail("on_nonfinite", f"{cfg.on_nonfinite!r} is not stop or skip")
     head = cfg.objective.head
     if head.kind not in ("scalar", "ib"):
         _fail("objective.head.kind", f"{head.kind!r} is not scalar or ib")
@@ -335,6 +316,13 @@ def check_values(cfg: DictConfig) -> None:
     for k in ("max_prompt_tokens", "max_response_tokens"):
         if cfg.data[k] <= 0:
             _fail(f"data.{k}", f"must be > 0 (got {cfg.data[k]})")
+    if cfg.data.on_long_prompt not in ("truncate", "error"):
+        _fail("data.on_long_prompt", f"{cfg.data.on_long_prompt!r} is not truncate or error")
+    total = cfg.data.max_prompt_tokens + cfg.data.max_response_tokens
+    for role in ("policy", "reward", "gold_model"):
+        if total > cfg[role].max_length:
+            _fail("data.max_prompt_tokens", f"data.max_prompt_tokens + data.max_response_tokens = {total} is more than "
+                  f"{role}.max_length = {cfg[role].max_length} ({cfg[role].name})")
 
 
 def validate(cfg: DictConfig) -> DictConfig:

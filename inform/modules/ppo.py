@@ -28,37 +28,16 @@ import lightning as L
 import torch
 
 from inform.models.scorer import RewardScorer
+from inform.modules.optim import finite, on_nonfinite
 from inform.rl.evaluate import EvalResult, Evaluator
 from inform.rl.gae import gae_advantages
 from inform.rl.kl import AdaptiveKLController, FixedKLController, kl_penalized_rewards
 from inform.rl.losses import policy_loss, value_loss
+from inform.rl.ppo_config import PPOConfig
 from inform.rl.masked import explained_variance, masked_mean, masked_whiten
 from inform.rl.rollout import Rollout, response_logits, response_values, sample, token_entropy, token_logprobs
 
 FROZEN = ("ref.", "proxy_model.", "gold_model.")  # rebuilt from their exports, not checkpointed
-
-
-@dataclass
-class PPOConfig:
-    epochs: int = 4
-    minibatches: int = 2
-    policy_lr: float = 5e-5
-    critic_lr: float = 1e-3
-    clip: float = 0.2
-    value_clip: float = 0.2
-    gamma: float = 1.0
-    lam: float = 0.95
-    kl_coef: float = 0.05
-    kl_controller: str = "fixed"  # fixed | adaptive
-    target_kl: float = 6.0
-    kl_horizon: int = 10000
-    temperature: float = 0.8
-    top_p: float = 0.9
-    max_new_tokens: int = 16
-    reward_clip: float = 5.0
-    max_grad_norm: float = 1.0
-    eval_every: int = 4
-    weight_decay: float = 0.0
 
 
 @dataclass
@@ -71,9 +50,13 @@ class Experience:
 
 
 class PPOModule(L.LightningModule):
-    def __init__(self, policy, ref, critic, proxy: RewardScorer, tokenizer, cfg: PPOConfig, evaluator: Evaluator | None = None, seed: int = 0):
+    def __init__(
+        self, policy, ref, critic, proxy: RewardScorer, tokenizer, cfg: PPOConfig, evaluator: Evaluator | None = None,
+        seed: int = 0, on_nonfinite: str = "stop",
+    ):
         super().__init__()
         self.automatic_optimization = False
+        self.on_nonfinite, self.skipped_nonfinite = on_nonfinite, 0
         self.policy, self.ref, self.critic = policy, ref.eval().requires_grad_(False), critic
         self.proxy, self.proxy_model = proxy, proxy.model  # registered so it moves with the module
         self.evaluator = evaluator
@@ -96,7 +79,7 @@ class PPOModule(L.LightningModule):
 
     # ------------------------------------------------------------------ 1. rollout
     @torch.no_grad()
-    def make_experience(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[Experience, dict]:
+    def make_experience(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[Experience | None, dict]:
         c = self.cfg
         ro = sample(
             self.policy, prompt_ids, prompt_mask, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
@@ -108,6 +91,9 @@ class PPOModule(L.LightningModule):
         ref_logprobs = token_logprobs(response_logits(self.ref, ro, c.temperature), ro.responses)
         values = response_values(self.critic, ro)  # (b, R)
         raw = self.proxy.raw(ro.sequences, ro.attention_mask, ro.prompt_len).reward.float()  # (b,)
+        if not finite(raw) or not finite(logprobs) or not finite(values):
+            on_nonfinite(self, "reward/proxy" if not finite(raw) else "rollout log-probs or values", raw.mean().item())
+            return None, {}
         scores = self.proxy.normalize(raw, ro.has_eos).clamp(-c.reward_clip, c.reward_clip)
         rewards, kl = kl_penalized_rewards(logprobs, ref_logprobs, scores, mask, self.kl_ctl.value)
         advantages, returns = gae_advantages(rewards, values, mask, c.gamma, c.lam)
@@ -140,13 +126,16 @@ class PPOModule(L.LightningModule):
                 # policy: clipped surrogate on whitened advantages
                 logprobs = token_logprobs(response_logits(self.policy, ro, c.temperature), ro.responses)
                 pg_loss, pg_stats = policy_loss(logprobs, exp.logprobs[idx], exp.advantages[idx], mask, c.clip)
+                values = response_values(self.critic, ro)
+                vf_loss, vf_stats = value_loss(values, exp.values[idx], exp.returns[idx], mask, c.value_clip)
+                if not finite(pg_loss) or not finite(vf_loss):
+                    on_nonfinite(self, "policy/loss" if not finite(pg_loss) else "critic/loss", (pg_loss + vf_loss).item())
+                    continue  # on_nonfinite=skip: this minibatch is not applied
                 opt_pi.zero_grad()
                 self.manual_backward(pg_loss)
                 self.clip_gradients(opt_pi, gradient_clip_val=c.max_grad_norm, gradient_clip_algorithm="norm")
                 opt_pi.step()
                 # critic: clipped value loss towards the GAE returns
-                values = response_values(self.critic, ro)
-                vf_loss, vf_stats = value_loss(values, exp.values[idx], exp.returns[idx], mask, c.value_clip)
                 opt_v.zero_grad()
                 self.manual_backward(vf_loss)
                 self.clip_gradients(opt_v, gradient_clip_val=c.max_grad_norm, gradient_clip_algorithm="norm")
@@ -154,18 +143,22 @@ class PPOModule(L.LightningModule):
                 for k, v in {"policy/loss": pg_loss, "critic/loss": vf_loss, **pg_stats, **vf_stats}.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 n_updates += 1
-        return {k: v / n_updates for k, v in sums.items()}
+        return {k: v / max(n_updates, 1) for k, v in sums.items()}
 
     def training_step(self, batch, batch_idx):
         exp, stats = self.make_experience(batch["input_ids"], batch["attention_mask"])
-        stats.update(self.ppo_update(exp))
-        self.kl_ctl.update(stats["objective/kl"], exp.rollout.sequences.shape[0])
+        if exp is not None:  # None: a non-finite rollout was skipped (on_nonfinite=skip)
+            stats.update(self.ppo_update(exp))
+            self.kl_ctl.update(stats["objective/kl"], exp.rollout.sequences.shape[0])
+        if self.skipped_nonfinite:
+            stats["train/skipped_nonfinite"] = float(self.skipped_nonfinite)
         self.iteration += 1
         if self.iteration % self.cfg.eval_every == 0 or self.iteration == self.trainer.num_training_batches:
             stats.update(self.evaluate(log=False).metrics)
         self.log_metrics(stats)  # one record per step: training and eval metrics together
-        self.log("reward/proxy", stats["reward/proxy"], prog_bar=True, logger=False)
-        self.log("objective/kl", stats["objective/kl"], prog_bar=True, logger=False)
+        for key in ("reward/proxy", "objective/kl"):
+            if key in stats:
+                self.log(key, stats[key], prog_bar=True, logger=False)
 
     # ------------------------------------------------------------------ 3. eval and logging
     def log_metrics(self, metrics: dict) -> None:

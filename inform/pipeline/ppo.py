@@ -13,14 +13,14 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from inform.data.collate import PromptBatches, encode_prompts
+from inform.data.collate import PromptBatches
 from inform.models.causal_lm import load_causal_lm
 from inform.models.reward_model import RewardModel
 from inform.models.scorer import RewardScorer
 from inform.models.tokenizer import tokenizer_from
 from inform.models.value_model import ValueModel
 from inform.modules.csi_callback import CSICallback
-from inform.modules.ppo import PPOConfig, PPOModule
+from inform.modules.ppo import PPOModule
 from inform.pipeline import common
 from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, write_json
 from inform.pipeline.gold import ensure_gold, gold_spec
@@ -30,6 +30,7 @@ from inform.pipeline.rm import ensure_rm, rm_spec
 from inform.pipeline.sft import ensure_sft, sft_spec
 from inform.report.curves import plot_overoptimization
 from inform.rl.evaluate import Evaluator
+from inform.rl.ppo_config import PPOConfig
 
 log = logging.getLogger("inform")
 CURVE = "overoptimization.png"
@@ -76,7 +77,7 @@ def build_module(cfg: DictConfig, sft: Path, rm: Path, gold: Path, labels: Path)
     eval_rows = common.load_rows(cfg, "eval_prompts")
     eval_texts = eval_rows["prompt"][: cfg.eval.n_prompts]
     evaluator = Evaluator(
-        encode_prompts(tok, eval_texts, cfg.data.max_prompt_tokens), eval_texts, tok, gold_scorer,
+        common.prompt_ids(cfg, tok, eval_texts, "eval_prompts"), eval_texts, tok, gold_scorer,
         max_new_tokens=cfg.ppo.max_new_tokens, temperature=cfg.eval.temperature, top_p=cfg.eval.top_p,
         batch_size=cfg.eval.batch_size, missing_eos_penalty=cfg.eval.missing_eos_penalty,
         true_reward=instantiate(cfg.data.true_reward) if cfg.data.true_reward is not None else None,
@@ -87,8 +88,8 @@ def build_module(cfg: DictConfig, sft: Path, rm: Path, gold: Path, labels: Path)
             f"data.prompts: {len(prompts)} prompts are left for PPO after the label stage's; "
             f"ppo.batch_size needs {cfg.ppo.batch_size}"
         )
-    batches = PromptBatches(encode_prompts(tok, prompts, cfg.data.max_prompt_tokens), cfg.ppo.batch_size, cfg.ppo.steps, cfg.seed, tok.pad_token_id)
-    module = PPOModule(policy, ref, critic, proxy, tok, ppo_config(cfg), evaluator, seed=cfg.seed)
+    batches = PromptBatches(common.prompt_ids(cfg, tok, prompts, "prompts"), cfg.ppo.batch_size, cfg.ppo.steps, cfg.seed, tok.pad_token_id)
+    module = PPOModule(policy, ref, critic, proxy, tok, ppo_config(cfg), evaluator, seed=cfg.seed, on_nonfinite=cfg.on_nonfinite)
     return module, batches
 
 
@@ -105,7 +106,7 @@ def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: Path, gold: Path, label
     callbacks = [csi_callback(cfg, save_dir / "csi")] if cfg.csi.enabled else []
     train_dl = common.make_loader(batches, None, None, shuffle=False, seed=cfg.seed)  # item i = iteration i's prompts
     trainer = common.make_trainer(
-        cfg, "ppo", save_dir, loggers, callbacks, train_loader=train_dl, max_epochs=1, max_steps=-1,
+        cfg, "ppo", save_dir, loggers, callbacks, train_loader=train_dl, fingerprint=spec_hash(ppo_spec(cfg)), max_epochs=1, max_steps=-1,
         gradient_clip_val=None, limit_val_batches=0, log_every_n_steps=1,
     )
     common.fit(trainer, module, save_dir, train_dl)
