@@ -15,12 +15,21 @@ from typing import Sequence
 
 import torch
 
+from inform.data.sources import DataError
+
 IGNORE_INDEX = -100
 
 
-def encode_prompts(tokenizer, prompts: Sequence[str], max_tokens: int) -> list[list[int]]:
-    """Token ids of each prompt, keeping its last `max_tokens` tokens (the instruction end)."""
+def encode_prompts(tokenizer, prompts: Sequence[str], max_tokens: int, on_long: str = "truncate", source: str = "data") -> list[list[int]]:
+    """Token ids of each prompt, keeping its last `max_tokens` tokens (the instruction end).
+
+    `on_long="error"` stops at the first longer prompt instead, naming its row."""
     ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    if on_long == "error":
+        for i, x in enumerate(ids):
+            if len(x) > max_tokens:
+                raise DataError(f"{source}: row {i} has a prompt of {len(x)} tokens, more than data.max_prompt_tokens={max_tokens}"
+                                " (data.on_long_prompt=truncate keeps its last tokens instead)")
     return [x[-max_tokens:] for x in ids]
 
 

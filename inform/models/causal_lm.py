@@ -7,6 +7,8 @@ weights from `source` with `AutoModelForCausalLM`.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from transformers import AutoModelForCausalLM, GPTNeoXConfig, LlamaConfig, PretrainedConfig
 
@@ -60,16 +62,32 @@ def build_causal_lm(model_cfg, tokenizer, seed: int = 0):
             model_cfg.source, revision=model_cfg.revision, dtype=dtype,
             trust_remote_code=model_cfg.trust_remote_code,
         )
-    return prepare(model, tokenizer, model_cfg.gradient_checkpointing)
+    return prepare(model, tokenizer, model_cfg.gradient_checkpointing, where=f"{model_cfg.name} ({model_cfg.source or 'built here'})")
 
 
 def load_causal_lm(path: str, tokenizer, dtype: str = "float32", gradient_checkpointing: bool = False):
     """A causal LM exported by a stage (`save_pretrained` folder)."""
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
-    return prepare(model, tokenizer, gradient_checkpointing)
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a model export (no config.json); delete the folder to rebuild the stage")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(dtype))
+    except Exception as err:
+        raise RuntimeError(f"{folder}: the model export cannot be read, it may be truncated or corrupt "
+                           f"({type(err).__name__}: {err}); delete the folder to rebuild the stage") from err
+    return prepare(model, tokenizer, gradient_checkpointing, where=str(folder))
 
 
-def prepare(model, tokenizer, gradient_checkpointing: bool = False):
+def check_vocab(model, tokenizer, where: str) -> None:
+    """A tokenizer with ids beyond the model's embedding table belongs to another model."""
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise ValueError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's embedding only {rows} rows: "
+                         "they come from different models")
+
+
+def prepare(model, tokenizer, gradient_checkpointing: bool = False, where: str = "model"):
+    check_vocab(model, tokenizer, where)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.eos_token_id = tokenizer.eos_token_id
     if model.generation_config is not None:

@@ -126,8 +126,12 @@ class RewardModel(nn.Module):
         meta_file = path / META_FILE
         if not meta_file.is_file():
             raise FileNotFoundError(f"{path}: not a reward-model export (no {META_FILE})")
-        head_cfg = json.loads(meta_file.read_text())["head"]
-        backbone = AutoModel.from_pretrained(path / "backbone", dtype=torch_dtype(dtype))
-        model = cls(backbone, head_cfg)
-        model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
+        try:
+            head_cfg = json.loads(meta_file.read_text())["head"]
+            backbone = AutoModel.from_pretrained(path / "backbone", dtype=torch_dtype(dtype))
+            model = cls(backbone, head_cfg)
+            model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
+        except Exception as err:
+            raise RuntimeError(f"{path}: the reward-model export cannot be read, it may be truncated or corrupt "
+                               f"({type(err).__name__}: {err}); delete the folder to rebuild the stage") from err
         return model

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from inform.data.collate import encode_prompts, encode_responses, pad
+from inform.models.causal_lm import check_vocab
 from inform.models.reward_model import RewardModel, RewardOutput
 
 
@@ -20,6 +21,7 @@ class RewardScorer:
         self, model: RewardModel, tokenizer, policy_tokenizer, mean: float = 0.0, std: float = 1.0,
         missing_eos_penalty: float = 0.0, max_prompt_tokens: int = 512, max_response_tokens: int = 512,
     ):
+        check_vocab(model.backbone, tokenizer, "reward model")
         self.model = model.eval().requires_grad_(False)
         self.tokenizer, self.policy_tokenizer = tokenizer, policy_tokenizer
         self.mean, self.std = float(mean), float(std) if std > 0 else 1.0

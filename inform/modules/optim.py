@@ -1,7 +1,18 @@
-"""What every module shares: AdamW with a linear warm-up, and when to log a step."""
+"""What every module shares: AdamW with a linear warm-up, when to log a step, and what to do
+with a non-finite loss or reward."""
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import torch
+
+log = logging.getLogger("inform")
+LAST_GOOD = "last_good.ckpt"
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or reward became NaN or infinite (config `on_nonfinite: stop`)."""
 
 
 def adamw_with_warmup(params, lr: float, weight_decay: float = 0.0, warmup_steps: int = 0, betas=(0.9, 0.95)):
@@ -21,3 +32,28 @@ def is_logging_step(trainer) -> bool:
     points reach W&B and the CSV, at a fraction of the cost (benchmarks/rm_step.py).
     """
     return (trainer.global_step + 1) % max(1, trainer.log_every_n_steps) == 0 or trainer.is_last_batch
+
+
+def on_nonfinite(module, name: str, value: float) -> None:
+    """Deal with a non-finite `name` in the current step, per the module's `on_nonfinite`.
+
+    - `stop` (default): save the weights as they are (the last good ones: the bad step has
+      not been applied) to `checkpoints/last_good.ckpt` and raise NonFiniteError.
+    - `skip`: drop this batch (the caller returns None, so no optimizer step) and count it.
+    """
+    trainer = module.trainer
+    if module.on_nonfinite == "skip":
+        module.skipped_nonfinite += 1
+        log.warning("%s is %s at step %d: batch skipped (%d so far; on_nonfinite=skip)", name, value, trainer.global_step, module.skipped_nonfinite)
+        return
+    path = Path(trainer.default_root_dir) / "checkpoints" / LAST_GOOD
+    trainer.save_checkpoint(path)
+    raise NonFiniteError(
+        f"{name} is {value} at step {trainer.global_step}: stopped (on_nonfinite=stop). The last good weights are in "
+        f"{path}; on_nonfinite=skip drops such batches instead"
+    )
+
+
+def finite(x: torch.Tensor) -> bool:
+    return bool(torch.isfinite(x).all())
+

@@ -8,7 +8,7 @@ import lightning as L
 import torch
 
 from inform.models.reward_model import RewardModel, RewardOutput
-from inform.modules.optim import adamw_with_warmup, is_logging_step
+from inform.modules.optim import adamw_with_warmup, finite, is_logging_step, on_nonfinite
 
 
 class RewardModule(L.LightningModule):
@@ -20,10 +20,14 @@ class RewardModule(L.LightningModule):
     step; `val/loss` and `val/acc` per validation run (IB heads use s = mu in eval).
     """
 
-    def __init__(self, model: RewardModel, loss_fn: Callable, lr: float = 3e-4, weight_decay: float = 0.0, warmup_steps: int = 0):
+    def __init__(
+        self, model: RewardModel, loss_fn: Callable, lr: float = 3e-4, weight_decay: float = 0.0, warmup_steps: int = 0,
+        on_nonfinite: str = "stop",
+    ):
         super().__init__()
         self.model = model
         self.loss_fn = loss_fn
+        self.on_nonfinite, self.skipped_nonfinite = on_nonfinite, 0
         self.wants_gather = "all_gather" in inspect.signature(loss_fn).parameters
         self.save_hyperparameters(ignore=["model", "loss_fn"])
 
@@ -45,6 +49,11 @@ class RewardModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, metrics, chosen, rejected = self._step(batch)
+        if not finite(loss):
+            on_nonfinite(self, "train/loss", loss.item())  # raises with on_nonfinite=stop
+            if is_logging_step(self.trainer):
+                self.log("train/skipped_nonfinite", float(self.skipped_nonfinite))
+            return None  # no optimizer step for this batch
         if not is_logging_step(self.trainer):
             return loss
         b = chosen.reward.shape[0]
@@ -54,6 +63,8 @@ class RewardModule(L.LightningModule):
         self.log("rm/reward_mean", rewards.mean(), batch_size=b)
         self.log("rm/reward_std", rewards.std(), batch_size=b)
         self.log_dict(metrics, batch_size=b)
+        if self.skipped_nonfinite:
+            self.log("train/skipped_nonfinite", float(self.skipped_nonfinite))
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -6,7 +6,7 @@ import math
 import lightning as L
 import torch
 
-from inform.modules.optim import adamw_with_warmup, is_logging_step
+from inform.modules.optim import adamw_with_warmup, finite, is_logging_step, on_nonfinite
 
 
 class SFTModule(L.LightningModule):
@@ -15,9 +15,10 @@ class SFTModule(L.LightningModule):
     Logs `train/loss`, and per validation run `val/loss` (token-weighted) and `val/ppl`.
     """
 
-    def __init__(self, model, lr: float = 1e-3, weight_decay: float = 0.0, warmup_steps: int = 0):
+    def __init__(self, model, lr: float = 1e-3, weight_decay: float = 0.0, warmup_steps: int = 0, on_nonfinite: str = "stop"):
         super().__init__()
         self.model = model
+        self.on_nonfinite, self.skipped_nonfinite = on_nonfinite, 0
         self.save_hyperparameters(ignore=["model"])
         self._val_nll = self._val_tokens = 0.0
 
@@ -29,8 +30,15 @@ class SFTModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, n = self._loss(batch)
+        if not finite(loss):
+            on_nonfinite(self, "train/loss", loss.item())  # raises with on_nonfinite=stop
+            if is_logging_step(self.trainer):
+                self.log("train/skipped_nonfinite", float(self.skipped_nonfinite))
+            return None  # no optimizer step for this batch
         if is_logging_step(self.trainer):
             self.log("train/loss", loss, prog_bar=True, batch_size=n)
+            if self.skipped_nonfinite:
+                self.log("train/skipped_nonfinite", float(self.skipped_nonfinite))
         return loss
 
     def on_validation_epoch_start(self):

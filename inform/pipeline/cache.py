@@ -58,13 +58,17 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
             _announced.add(final)
         return final
     PREEMPTION.requeue_if_requested()  # a preemption signal between stages: requeue now
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(final.parent, "paths.artifacts")
     with FileLock(str(final) + ".lock"):
         if is_complete(final):  # another job built it while we waited
             log.info("%s: reusing %s (built by another job)", stage, final)
             return final
+        if final.exists():
+            log.warning("%s: %s has no %s marker (an interrupted copy?): not trusted, rebuilding", stage, final, COMPLETE)
+        for stale in final.parent.glob(f".{final.name}.tmp-*"):  # a killed build's leftovers; we hold the lock
+            log.warning("%s: removing %s, left by an interrupted build", stage, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         build(tmp)
         (tmp / SPEC).write_text(json.dumps(plain(spec), indent=2, sort_keys=True, default=str))
@@ -75,6 +79,18 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
     log.info("%s: built %s", stage, final)
     _announced.add(final)
     return final
+
+
+def make_dir(path: Path, key: str) -> Path:
+    """mkdir -p, with an error that names the config key and the path when it cannot."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        probe = Path(path) / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(f"{key}: cannot write to {path} ({err.strerror or err})") from None
+    return Path(path)
 
 
 def read_metrics(path: Path) -> dict:

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import logging
+import netrc
 import os
 import secrets
+import socket
 import string
 import time
 import warnings
 import zlib
 from pathlib import Path
+from urllib.parse import urlparse
 
 import lightning as L
 import torch
@@ -21,9 +24,9 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from inform.data.collate import ResumableSampler
-from inform.pipeline.cache import plain
-from inform.pipeline.preempt import PreemptCheckpoint, under_slurm
+from inform.data.collate import ResumableSampler, encode_prompts
+from inform.pipeline.cache import make_dir, plain
+from inform.pipeline.preempt import PreemptCheckpoint, check_resume_checkpoint, under_slurm
 
 PREEMPT_CKPT = "preempt.ckpt"
 
@@ -42,9 +45,7 @@ def job_dir(cfg: DictConfig) -> Path:
 
 
 def stage_dir(cfg: DictConfig, stage: str) -> Path:
-    d = job_dir(cfg) / stage
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    return make_dir(job_dir(cfg) / stage, "paths.output_dir (the run folder: logs, W&B, checkpoints)")
 
 
 def sweep_group(cfg: DictConfig) -> str:
@@ -74,15 +75,49 @@ def wandb_run_id(save_dir: Path) -> str:
     return f.read_text().strip()
 
 
+SECRET_WORDS = ("api_key", "apikey", "token", "secret", "password")
+
+
+def redact(value, key: str = ""):
+    """A copy of a config tree with the values of secret-looking keys replaced (never logged)."""
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    return "***" if any(w in key.lower() for w in SECRET_WORDS) and value not in (None, "") else value
+
+
+def wandb_offline_reason() -> str | None:
+    """Why online W&B logging cannot work here (no key, no network), or None."""
+    has_key = bool(os.environ.get("WANDB_API_KEY"))
+    if not has_key:
+        try:
+            has_key = netrc.netrc().authenticators("api.wandb.ai") is not None
+        except (OSError, netrc.NetrcParseError):
+            has_key = False
+    if not has_key:
+        return "no W&B API key (WANDB_API_KEY or ~/.netrc)"
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as err:
+        return f"{host} is not reachable ({err})"
+    return None
+
+
 def make_loggers(cfg: DictConfig, stage: str, save_dir: Path) -> list:
     loggers = []
     for key, node in cfg.logger.items():
         if node._target_.endswith("WandbLogger"):
             (save_dir / "wandb").mkdir(exist_ok=True)
             kwargs = {k: v for k, v in plain(node).items() if k != "_target_"}
+            if not kwargs.get("offline", True) and (why := wandb_offline_reason()):
+                log.warning("%s: W&B online logging asked for, but %s: logging offline to %s instead "
+                            "(`wandb sync` uploads it later)", stage, why, save_dir / "wandb")
+                kwargs["offline"] = True
             kwargs.update(
                 save_dir=str(save_dir), name=run_name(cfg, stage), job_type=stage,
-                group=node.group or sweep_group(cfg), config=plain(cfg), id=wandb_run_id(save_dir), resume="allow",
+                group=node.group or sweep_group(cfg), config=redact(plain(cfg)), id=wandb_run_id(save_dir), resume="allow",
             )
             loggers.append(get_class(node._target_)(**kwargs))
         else:  # one CSV per attempt (Lightning deletes an existing metrics.csv); read_csv_metrics joins them
@@ -102,13 +137,13 @@ def make_loader(rows, batch_size: int | None, collate, shuffle: bool, seed: int)
 
 def make_trainer(
     cfg: DictConfig, stage: str, save_dir: Path, loggers: list, callbacks: list | None = None,
-    train_loader: DataLoader | None = None, **limits,
+    train_loader: DataLoader | None = None, fingerprint: str = "", **limits,
 ) -> L.Trainer:
     """The configured Lightning Trainer with this stage's limits, loggers, a last-checkpoint
     and the preemption checkpoint (which restores the train loader's position)."""
     ckpt = ModelCheckpoint(dirpath=save_dir / "checkpoints", save_last=True)
     samplers = [train_loader.sampler] if train_loader is not None and isinstance(train_loader.sampler, ResumableSampler) else []
-    preempt_cb = PreemptCheckpoint(save_dir / "checkpoints" / PREEMPT_CKPT, samplers)
+    preempt_cb = PreemptCheckpoint(save_dir / "checkpoints" / PREEMPT_CKPT, samplers, fingerprint)
     extra = {"plugins": [SLURMEnvironment(auto_requeue=False)]} if under_slurm() else {}
     return instantiate(
         cfg.trainer, logger=loggers or False, callbacks=[ckpt, preempt_cb, *(callbacks or [])],
@@ -120,6 +155,8 @@ def fit(trainer: L.Trainer, module: L.LightningModule, save_dir: Path, train_loa
     """trainer.fit, resumed from the stage's preemption checkpoint when a requeued job left one."""
     ckpt = save_dir / "checkpoints" / PREEMPT_CKPT
     if ckpt.is_file():
+        preempt_cb = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptCheckpoint))
+        check_resume_checkpoint(ckpt, preempt_cb.fingerprint)
         log.info("%s: resuming from %s", save_dir.name, ckpt)
     with warnings.catch_warnings():
         # the train loader's ResumableSampler restores the position, which Lightning cannot see
@@ -150,6 +187,11 @@ def load_rows(cfg: DictConfig, role: str):
     if node is None:
         raise ValueError(f"data.{role}: the data set {cfg.data.name!r} has no {role} rows")
     return instantiate(node)
+
+
+def prompt_ids(cfg: DictConfig, tokenizer, texts, role: str) -> list[list[int]]:
+    """Token ids of a data role's prompts, long ones cut or refused per `data.on_long_prompt`."""
+    return encode_prompts(tokenizer, texts, cfg.data.max_prompt_tokens, cfg.data.on_long_prompt, f"data.{role}")
 
 
 def holdout(rows: list, n: int) -> tuple[list, list]:

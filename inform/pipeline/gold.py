@@ -41,7 +41,7 @@ def ensure_gold(cfg: DictConfig) -> Path:
         rows = common.load_rows(cfg, "preference")
         fit_reward_model(
             cfg, out, stage="gold", model_cfg=cfg.gold_model, section=cfg.gold,
-            objective=OmegaConf.create(GOLD_OBJECTIVE), rows=rows, init_path=init_path,
+            objective=OmegaConf.create(GOLD_OBJECTIVE), rows=rows, init_path=init_path, fingerprint=spec_hash(gold_spec(cfg)),
         )
 
     return build_once(cfg.paths.artifacts, "gold", gold_spec(cfg), build)

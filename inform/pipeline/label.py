@@ -16,7 +16,7 @@ import datasets
 import torch
 from omegaconf import DictConfig
 
-from inform.data.collate import PromptCollator, encode_prompts
+from inform.data.collate import PromptCollator
 from inform.models.causal_lm import load_causal_lm
 from inform.models.reward_model import RewardModel
 from inform.models.scorer import RewardScorer
@@ -71,7 +71,7 @@ def make_labels(cfg: DictConfig, out: Path, sft_path: Path, gold_path: Path) -> 
     )
     texts = label_prompts(cfg)
     n = len(texts)
-    ids = encode_prompts(tok, texts, cfg.data.max_prompt_tokens)
+    ids = common.prompt_ids(cfg, tok, texts, "label_prompts" if cfg.data.label_prompts is not None else "prompts")
     collate = PromptCollator(tok.pad_token_id)
     samples: list[tuple[int, str, float]] = []  # (prompt index, response text, gold score)
     half = max(1, cfg.label.batch_size // 2)

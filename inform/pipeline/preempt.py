@@ -123,9 +123,10 @@ class PreemptCheckpoint(L.Callback):
     it) and the RNG states; on resume it puts the samplers back at that position.
     """
 
-    def __init__(self, path: str | Path, samplers: list | None = None):
+    def __init__(self, path: str | Path, samplers: list | None = None, fingerprint: str = ""):
         self.path = Path(path)
         self.samplers = samplers or []
+        self.fingerprint = fingerprint  # the stage's cache hash: a checkpoint of another config is refused
         self._trainer: L.Trainer | None = None
         self._saved = False
 
@@ -148,9 +149,23 @@ class PreemptCheckpoint(L.Callback):
     def state_dict(self) -> dict:
         t = self._trainer
         done = t.fit_loop.epoch_loop.batch_progress.current.processed if t is not None else 0
-        return {"epoch": t.current_epoch if t is not None else 0, "batches_done": done, "rng": rng_state()}
+        return {"epoch": t.current_epoch if t is not None else 0, "batches_done": done, "rng": rng_state(), "fingerprint": self.fingerprint}
 
     def load_state_dict(self, state: dict) -> None:
         for sampler in self.samplers:
             sampler.resume_at(state["epoch"], state["batches_done"])
         set_rng_state(state["rng"])
+
+
+def check_resume_checkpoint(path: Path, fingerprint: str) -> None:
+    """Refuse, with the path in the message, a checkpoint that cannot be read or that another
+    configuration of the stage wrote (it would load wrong weights or fail deep in Lightning)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:
+        raise RuntimeError(f"{path}: the checkpoint cannot be read, it may be truncated ({type(err).__name__}: {err}); "
+                           "delete it to restart this stage from its beginning") from err
+    saved = next((v.get("fingerprint") for k, v in ckpt.get("callbacks", {}).items() if k.startswith("PreemptCheckpoint")), None)
+    if saved != fingerprint:
+        raise RuntimeError(f"{path}: written by another configuration of this stage (stage hash {saved} != {fingerprint}); "
+                           "delete it, or run in a new folder")

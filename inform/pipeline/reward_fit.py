@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from inform.data.collate import PreferenceCollator, encode_prompts, encode_responses
+from inform.data.collate import PreferenceCollator, encode_responses
 from inform.models.causal_lm import build_causal_lm, load_causal_lm
 from inform.models.reward_model import RewardModel
 from inform.models.tokenizer import load_tokenizer, tokenizer_from
@@ -22,7 +22,7 @@ SCORE_STATS = "score_stats.json"
 
 def pair_examples(tokenizer, rows, cfg: DictConfig) -> list[tuple[list[int], list[int], list[int]]]:
     """(prompt_ids, chosen_ids, rejected_ids) per preference row."""
-    p = encode_prompts(tokenizer, rows["prompt"], cfg.data.max_prompt_tokens)
+    p = common.prompt_ids(cfg, tokenizer, rows["prompt"], "preference")
     c = encode_responses(tokenizer, rows["chosen"], cfg.data.max_response_tokens)
     r = encode_responses(tokenizer, rows["rejected"], cfg.data.max_response_tokens)
     return list(zip(p, c, r))
@@ -30,7 +30,7 @@ def pair_examples(tokenizer, rows, cfg: DictConfig) -> list[tuple[list[int], lis
 
 def fit_reward_model(
     cfg: DictConfig, out: Path, *, stage: str, model_cfg: DictConfig, section: DictConfig,
-    objective: DictConfig, rows, init_path: Path | None = None,
+    objective: DictConfig, rows, init_path: Path | None = None, fingerprint: str = "",
 ) -> None:
     """Train a reward model on preference rows and export it to `out` (shared by rm and gold)."""
     common.seed_stage(cfg, stage)
@@ -54,10 +54,11 @@ def fit_reward_model(
     loggers = common.make_loggers(cfg, stage, save_dir)
     module = RewardModule(
         model, instantiate(objective.loss), lr=section.lr, weight_decay=section.weight_decay,
-        warmup_steps=section.warmup_steps,
+        warmup_steps=section.warmup_steps, on_nonfinite=cfg.on_nonfinite,
     )
     trainer = common.make_trainer(
-        cfg, stage, save_dir, loggers, train_loader=train_dl, max_epochs=section.epochs, max_steps=section.max_steps
+        cfg, stage, save_dir, loggers, train_loader=train_dl, fingerprint=fingerprint, max_epochs=section.epochs,
+        max_steps=section.max_steps,
     )
     common.fit(trainer, module, save_dir, train_dl, val_dl)
     model.save_pretrained(out, tokenizer)

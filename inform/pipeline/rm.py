@@ -42,7 +42,8 @@ def ensure_rm(cfg: DictConfig) -> Path:
 
     def build(out: Path) -> None:
         rows = read_pairs(labels) if labels is not None else common.load_rows(cfg, "preference")
-        fit_reward_model(cfg, out, stage="rm", model_cfg=cfg.reward, section=cfg.rm, objective=cfg.objective, rows=rows, init_path=init_path)
+        fit_reward_model(cfg, out, stage="rm", model_cfg=cfg.reward, section=cfg.rm, objective=cfg.objective, rows=rows,
+                         init_path=init_path, fingerprint=spec_hash(rm_spec(cfg)))
 
     return build_once(cfg.paths.artifacts, "rm", rm_spec(cfg), build)
 

@@ -7,12 +7,12 @@ from pathlib import Path
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from inform.data.collate import SFTCollator, encode_prompts, encode_responses
+from inform.data.collate import SFTCollator, encode_responses
 from inform.models.causal_lm import build_causal_lm
 from inform.models.tokenizer import load_tokenizer
 from inform.modules.sft import SFTModule
 from inform.pipeline import common
-from inform.pipeline.cache import build_once, plain, read_metrics, write_json
+from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, write_json
 
 log = logging.getLogger("inform")
 
@@ -33,7 +33,7 @@ def train_sft(cfg: DictConfig, out: Path) -> None:
     rows = common.load_rows(cfg, "sft")
     examples = list(
         zip(
-            encode_prompts(tokenizer, rows["prompt"], cfg.data.max_prompt_tokens),
+            common.prompt_ids(cfg, tokenizer, rows["prompt"], "sft"),
             encode_responses(tokenizer, rows["response"], cfg.data.max_response_tokens),
         )
     )
@@ -44,9 +44,12 @@ def train_sft(cfg: DictConfig, out: Path) -> None:
 
     save_dir = common.stage_dir(cfg, "sft")
     loggers = common.make_loggers(cfg, "sft", save_dir)
-    module = SFTModule(model, lr=cfg.sft.lr, weight_decay=cfg.sft.weight_decay, warmup_steps=cfg.sft.warmup_steps)
+    module = SFTModule(
+        model, lr=cfg.sft.lr, weight_decay=cfg.sft.weight_decay, warmup_steps=cfg.sft.warmup_steps, on_nonfinite=cfg.on_nonfinite
+    )
     trainer = common.make_trainer(
-        cfg, "sft", save_dir, loggers, train_loader=train_dl, max_steps=cfg.sft.max_steps, max_epochs=cfg.sft.epochs,
+        cfg, "sft", save_dir, loggers, train_loader=train_dl, fingerprint=spec_hash(sft_spec(cfg)),
+        max_steps=cfg.sft.max_steps, max_epochs=cfg.sft.epochs,
         val_check_interval=cfg.sft.val_every, check_val_every_n_epoch=None,
     )
     common.fit(trainer, module, save_dir, train_dl, val_dl)

@@ -1,0 +1,197 @@
+"""Faults, each on the real code path: bad inputs, a killed build, two racing processes,
+non-finite losses, truncated files, secrets, W&B without network. Every error must name its
+culprit, and nothing already saved may be lost or trusted when it should not be."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from inform.data.collate import encode_prompts
+from inform.data.sources import DataError
+from inform.models.causal_lm import build_causal_lm, load_causal_lm
+from inform.models.reward_model import RewardModel
+from inform.models.tokenizer import load_tokenizer, train_tiny_tokenizer
+from inform.pipeline.common import redact
+from inform.pipeline.preempt import check_resume_checkpoint
+from inform.tracking.wandb_offline import find_runs
+from tests.conftest import ROOT, run_inform
+
+SFT = ["stage=sft", "sft.max_steps=20", "sft.val_every=10", "data.sft.n=3000", "sft.val_size=200"]
+
+
+def complete(root: Path, stage: str) -> list[Path]:
+    return [p for p in (root / "artifacts").glob(f"{stage}-*") if (p / "COMPLETE").is_file()]
+
+
+# --------------------------------------------------------------------------- bad inputs, in-process
+def test_an_overlong_prompt_is_refused_naming_its_row():
+    tok = train_tiny_tokenizer()
+    prompts = ["Copy: apple =", "Copy:" + " moon" * 40 + " ="]
+    assert len(encode_prompts(tok, prompts, 16)[1]) == 16  # the default keeps the last 16 tokens
+    with pytest.raises(DataError, match=r"data\.sft: row 1 has a prompt of 43 tokens, more than data\.max_prompt_tokens=16"):
+        encode_prompts(tok, prompts, 16, on_long="error", source="data.sft")
+
+
+def test_a_tokenizer_of_another_model_is_refused(compose, tmp_path):
+    from inform.config import validate
+
+    cfg = validate(compose())
+    tok = load_tokenizer(cfg.policy)
+    model = build_causal_lm(cfg.policy, tok)
+    model.save_pretrained(tmp_path / "m")
+    bigger = load_tokenizer(cfg.policy)
+    bigger.add_tokens([f"<extra{i}>" for i in range(50)])
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'm'}: the tokenizer has {len(tok) + 50} tokens but the model's embedding only {len(tok)} rows"):
+        load_causal_lm(str(tmp_path / "m"), bigger)
+
+
+def test_missing_and_truncated_exports_are_named(compose, tmp_path):
+    from inform.config import validate
+
+    cfg = validate(compose())
+    tok = load_tokenizer(cfg.policy)
+    with pytest.raises(FileNotFoundError, match=rf"{tmp_path / 'nothing'}: not a model export"):
+        load_causal_lm(str(tmp_path / "nothing"), tok)
+    model = build_causal_lm(cfg.policy, tok)
+    model.save_pretrained(tmp_path / "lm")
+    weights = tmp_path / "lm" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a real truncated file
+    with pytest.raises(RuntimeError, match=rf"{tmp_path / 'lm'}: the model export cannot be read, it may be truncated"):
+        load_causal_lm(str(tmp_path / "lm"), tok)
+    rm = RewardModel.from_causal_lm(build_causal_lm(cfg.policy, tok), {"kind": "scalar"})
+    rm.save_pretrained(tmp_path / "rm", tok)
+    head = tmp_path / "rm" / "head.safetensors"
+    head.write_bytes(head.read_bytes()[:40])
+    with pytest.raises(RuntimeError, match=rf"{tmp_path / 'rm'}: the reward-model export cannot be read"):
+        RewardModel.from_pretrained(tmp_path / "rm")
+
+
+def test_a_resume_checkpoint_that_is_truncated_or_of_another_config_is_refused(tmp_path):
+    ckpt = tmp_path / "preempt.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(3)}, "callbacks": {"PreemptCheckpoint": {"fingerprint": "aaa111"}}}, ckpt)
+    check_resume_checkpoint(ckpt, "aaa111")  # its own config: accepted
+    with pytest.raises(RuntimeError, match=r"preempt\.ckpt: written by another configuration of this stage \(stage hash aaa111 != bbb222\)"):
+        check_resume_checkpoint(ckpt, "bbb222")
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(RuntimeError, match=r"preempt\.ckpt: the checkpoint cannot be read, it may be truncated"):
+        check_resume_checkpoint(ckpt, "aaa111")
+
+
+def test_secrets_are_redacted_from_logged_configs():
+    cfg = {"logger": {"wandb": {"api_key": "sk-123", "project": "p"}}, "hub_token": "hf_abc", "name": "x", "password": None}
+    assert redact(cfg) == {"logger": {"wandb": {"api_key": "***", "project": "p"}}, "hub_token": "***", "name": "x", "password": None}
+
+
+# --------------------------------------------------------------------------- the real entry point
+def test_unwritable_artifact_and_output_folders_are_named_before_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    proc = run_inform(*SFT, f"paths.artifacts={blocker}/artifacts", cwd=tmp_path, check=False, timeout=180)
+    assert proc.returncode != 0 and f"paths.artifacts: cannot write to {blocker}/artifacts" in proc.stderr
+    proc = run_inform(*SFT, f"paths.output_dir={blocker}/run", cwd=tmp_path, check=False, timeout=180)
+    assert proc.returncode != 0 and f"paths.output_dir (the run folder: logs, W&B, checkpoints): cannot write to {blocker}/run" in proc.stderr
+    assert not complete(tmp_path, "sft")
+
+
+def test_slurm_launcher_without_slurm_stops_before_anything_runs(tmp_path):
+    proc = run_inform("-m", "hydra/launcher=slurm", *SFT, "seed=0,1", cwd=tmp_path, check=False, timeout=180,
+                      env={"PATH": "/nonexistent"})
+    assert proc.returncode != 0 and "are you indeed on a slurm cluster?" in proc.stderr
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_an_artifact_without_its_completion_marker_is_rebuilt(tmp_path):
+    run_inform(*SFT, cwd=tmp_path)
+    (art,) = complete(tmp_path, "sft")
+    (art / "COMPLETE").unlink()  # as if a copy had been cut short
+    (art / "model.safetensors").write_bytes(b"garbage")
+    proc = run_inform(*SFT, cwd=tmp_path)
+    assert "has no COMPLETE marker" in proc.stdout and "sft: built" in proc.stdout
+    assert complete(tmp_path, "sft") == [art]
+    assert (art / "model.safetensors").stat().st_size > 1000  # the garbage was not trusted
+
+
+def test_a_build_killed_mid_write_leaves_nothing_trusted_and_is_rebuilt(tmp_path):
+    args = ["stage=sft", "sft.max_steps=400", "sft.val_every=200", "logger=csv"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    deadline = time.time() + 120
+    while not (list((tmp_path / "artifacts").glob(".sft-*.tmp-*")) and list(tmp_path.rglob("csv/part0/metrics.csv"))):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # mid-build: the artifact folder is being written
+    proc.wait()
+    assert not complete(tmp_path, "sft") and list((tmp_path / "artifacts").glob(".sft-*.tmp-*"))
+    killed = run_inform(*args, cwd=tmp_path, timeout=600).stdout  # the same config again
+    assert "left by an interrupted build" in killed and "sft: built" in killed
+    assert not list((tmp_path / "artifacts").glob(".sft-*.tmp-*"))
+
+
+def test_two_processes_needing_one_stage_build_it_once(tmp_path):
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "run.py"), *SFT, f"hydra.run.dir={tmp_path}/run{i}"], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+             for i in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    joined = "".join(outs)
+    assert joined.count("sft: built") == 1 and joined.count("(built by another job)") == 1
+    assert len(complete(tmp_path, "sft")) == 1
+    assert len([r for r in find_runs(tmp_path) if r.job_type == "sft"]) == 1  # one trained, one waited
+
+
+NAN_RM = ["stage=rm", "rm.data=human", "rm.init=base", "objective=bt", "data.preference.n=3000", "rm.val_size=200",
+          "rm.epochs=1", "objective.loss._target_=tests.helpers.faults.nan_loss_after", "+objective.loss.after=5"]
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_weights(tmp_path):
+    proc = run_inform(*NAN_RM, "logger=csv", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path, check=False, timeout=300)
+    assert proc.returncode != 0
+    assert "train/loss is nan at step 5: stopped (on_nonfinite=stop)" in proc.stderr
+    good = tmp_path / "run" / "rm" / "checkpoints" / "last_good.ckpt"
+    ckpt = torch.load(good, map_location="cpu", weights_only=True)  # loads as plain tensors
+    assert ckpt["global_step"] == 5
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+    assert not complete(tmp_path, "rm")  # nothing half-trained is exported
+
+
+def test_a_nan_loss_is_skipped_when_asked(tmp_path):
+    proc = run_inform(*NAN_RM, "on_nonfinite=skip", "logger=csv", cwd=tmp_path, timeout=300)
+    assert "batch skipped" in proc.stdout + proc.stderr
+    (art,) = complete(tmp_path, "rm")
+    metrics = json.loads((art / "metrics.json").read_text())
+    assert metrics["train/skipped_nonfinite"] == 3  # the three planted NaN batches, and training went on
+    assert metrics["val/acc"] > 0.6
+
+
+def test_online_wandb_without_key_or_network_falls_back_offline_and_leaks_nothing(tmp_path):
+    """Also: an API key in the environment lands in no file; a config value is never run as code."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "WANDB_API_KEY": "", "WANDB_BASE_URL": "https://unreachable.invalid"}
+    evil = "__import__('os').system('touch PWNED')"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *SFT, "logger.wandb.offline=false", f"name={evil!r}"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        env={**os.environ, **env, "OMP_NUM_THREADS": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "W&B online logging asked for, but no W&B API key" in proc.stdout
+    (run,) = find_runs(tmp_path)
+    assert run.config["name"] == evil and not (tmp_path / "PWNED").exists()
+    # with a key but no network: offline too, and the key is written nowhere
+    env["WANDB_API_KEY"] = "wandb-secret-key-0123456789abcdef01234567"
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *SFT, "sft.max_steps=10", "logger.wandb.offline=false"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **env, "OMP_NUM_THREADS": "2"})
+    assert proc.returncode == 0 and "unreachable.invalid is not reachable" in proc.stdout
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert b"wandb-secret-key" not in f.read_bytes(), f
