@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import csi_cost, ppo_step, rm_step
+from benchmarks import csi_cost, detectors_cost, pipeline_cost, ppo_step, rm_step
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -22,6 +22,8 @@ def main() -> None:
         "rm_step": rm_step.main(),
         "ppo_step": ppo_step.main(),
         "csi_cost": csi_cost.main(),
+        "detectors_cost": detectors_cost.main(),
+        "pipeline_cost": pipeline_cost.main(),
     }
     OUT.mkdir(exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from hydra.utils import get_object
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -146,17 +146,42 @@ class EvalSchema:
 
 @dataclass
 class CSISchema:
-    enabled: bool = True
     every_n_evals: int = 1
     method: str = "dbscan"
     eps: Optional[float] = None
     eps_scale: float = 1.0
     min_samples: int = 5
     min_cluster_size: int = 5
-    early_stop: bool = False
-    e_max: float = 10.0
     plot_every_n_evals: int = 5
     plot_method: str = "tsne"
+
+
+@dataclass
+class MahalanobisSchema:
+    alpha: float = 0.01
+    eps: float = 1e-6
+    shrinkage: str = "none"
+    pca_dim: Optional[int] = None
+
+
+@dataclass
+class DetectorsSchema:
+    csi: CSISchema = field(default_factory=CSISchema)
+    mahalanobis: MahalanobisSchema = field(default_factory=MahalanobisSchema)
+
+
+@dataclass
+class EarlyStopSchema:
+    enabled: bool = False
+    watch: str = "csi/value"
+    e_max: float = 10.0
+
+
+DETECTORS = {  # name -> the metrics it logs at every eval step
+    "csi": ("csi/value", "csi/n_clusters", "csi/noise_frac"),
+    "mahalanobis": ("detect/mahalanobis_mean", "detect/mop"),
+    "energy": ("detect/energy_gap",),
+}
 
 
 @dataclass
@@ -184,7 +209,11 @@ class Schema:
     label: LabelSchema = field(default_factory=LabelSchema)
     ppo: PPOSchema = field(default_factory=PPOSchema)
     eval: EvalSchema = field(default_factory=EvalSchema)
-    csi: CSISchema = field(default_factory=CSISchema)
+    detect: List[str] = field(default_factory=lambda: ["csi", "mahalanobis", "energy"])
+    detectors: DetectorsSchema = field(default_factory=DetectorsSchema)
+    early_stop: EarlyStopSchema = field(default_factory=EarlyStopSchema)
+    ibl_coef: float = 0.0
+    energy_coef: float = 0.0
 
 
 def _fail(key: str, msg: str) -> None:
@@ -263,16 +292,37 @@ def _check_ppo(cfg: DictConfig) -> None:
             _fail(key, f"must be > 0 (got {value})")
 
 
-def _check_csi(csi: DictConfig) -> None:
+def _check_detectors(cfg: DictConfig) -> None:
+    csi, maha = cfg.detectors.csi, cfg.detectors.mahalanobis
+    unknown = [d for d in cfg.detect if d not in DETECTORS]
+    if unknown:
+        _fail("detect", f"unknown detector {unknown[0]!r} (known: {', '.join(DETECTORS)})")
     if csi.method not in ("dbscan", "hdbscan"):
-        _fail("csi.method", f"{csi.method!r} is not dbscan or hdbscan")
+        _fail("detectors.csi.method", f"{csi.method!r} is not dbscan or hdbscan")
     if csi.plot_method not in ("tsne", "pca"):
-        _fail("csi.plot_method", f"{csi.plot_method!r} is not tsne or pca")
-    for k in ("every_n_evals", "min_samples", "min_cluster_size", "plot_every_n_evals", "e_max", "eps_scale"):
+        _fail("detectors.csi.plot_method", f"{csi.plot_method!r} is not tsne or pca")
+    for k in ("every_n_evals", "min_samples", "min_cluster_size", "plot_every_n_evals", "eps_scale"):
         if csi[k] <= 0:
-            _fail(f"csi.{k}", f"must be > 0 (got {csi[k]})")
+            _fail(f"detectors.csi.{k}", f"must be > 0 (got {csi[k]})")
     if csi.eps is not None and csi.eps <= 0:
-        _fail("csi.eps", f"must be > 0 or null (got {csi.eps})")
+        _fail("detectors.csi.eps", f"must be > 0 or null (got {csi.eps})")
+    if not 0.0 < maha.alpha < 1.0:
+        _fail("detectors.mahalanobis.alpha", f"must be in (0, 1) (got {maha.alpha})")
+    if maha.shrinkage not in ("none", "ledoit_wolf"):
+        _fail("detectors.mahalanobis.shrinkage", f"{maha.shrinkage!r} is not none or ledoit_wolf")
+    if maha.eps < 0 or (maha.pca_dim is not None and maha.pca_dim <= 0):
+        _fail("detectors.mahalanobis.eps" if maha.eps < 0 else "detectors.mahalanobis.pca_dim", "must be >= 0 / > 0")
+    watched = [m for d in cfg.detect for m in DETECTORS[d]]
+    if cfg.early_stop.watch not in watched:
+        _fail("early_stop.watch", f"{cfg.early_stop.watch!r} is not a metric of the active detectors ({', '.join(watched) or 'none'})")
+    if cfg.early_stop.e_max <= 0:
+        _fail("early_stop.e_max", f"must be > 0 (got {cfg.early_stop.e_max})")
+    for key in ("ibl_coef", "energy_coef"):
+        if cfg[key] < 0:
+            _fail(key, f"must be >= 0 (got {cfg[key]})")
+    if cfg.ibl_coef > 0 and cfg.objective.head.kind != "ib":
+        _fail("ibl_coef", f"IBL needs an IB proxy reward model (objective=ib); objective {cfg.objective.name!r} has a "
+              f"{cfg.objective.head.kind} head")
 
 
 def check_values(cfg: DictConfig) -> None:
@@ -301,7 +351,7 @@ def check_values(cfg: DictConfig) -> None:
     for section in ("sft", "rm", "gold"):
         _check_training(cfg[section], section)
     _check_ppo(cfg)
-    _check_csi(cfg.csi)
+    _check_detectors(cfg)
     if cfg.sft.max_steps <= 0 and cfg.sft.epochs <= 0:
         _fail("sft.max_steps", f"set sft.max_steps or sft.epochs > 0 (got {cfg.sft.max_steps} and {cfg.sft.epochs})")
     if cfg.rm.epochs <= 0:

@@ -114,3 +114,15 @@ def test_paper_experiment_composes_from_the_command_line(tmp_path):
         5e-5, 5e-6, 64, 5e-7, 1e-6, 16)
     assert (job.ppo.temperature, job.ppo.top_p, job.ppo.max_new_tokens, job.ppo.lam, job.ppo.clip) == (0.8, 0.9, 512, 0.95, 0.2)
     assert job.label_noise == 0.25 and job.trainer.precision == "bf16-mixed"
+
+
+@pytest.mark.parametrize("overrides,key,message", [
+    (["detect=[csi,no_such]"], "detect", "unknown detector 'no_such'"),
+    (["objective=bt", "ibl_coef=0.05"], "ibl_coef", "IBL needs an IB proxy reward model"),
+    (["detect=[csi]", "early_stop.watch=detect/mop"], "early_stop.watch", "not a metric of the active detectors"),
+    (["detectors.mahalanobis.shrinkage=oas"], "detectors.mahalanobis.shrinkage", "is not none or ledoit_wolf"),
+    (["energy_coef=-1"], "energy_coef", "must be >= 0"),
+])
+def test_bad_detector_settings_name_the_key(compose, overrides, key, message):
+    with pytest.raises(ConfigError, match=rf"^{key.replace('.', '[.]')}: .*{message}"):
+        validate(compose(*overrides))

@@ -32,8 +32,8 @@ def sweep(tmp_path_factory):
 
 def test_sweep_builds_upstream_once_and_two_rms_and_ppos(sweep):
     root, proc = sweep
-    counts = {s: len(artifacts(root, s)) for s in ("sft", "gold", "label", "rm", "ppo")}
-    assert counts == {"sft": 1, "gold": 1, "label": 1, "rm": 2, "ppo": 2}
+    counts = {s: len(artifacts(root, s)) for s in ("sft", "gold", "label", "rm", "sft_stats", "ppo")}
+    assert counts == {"sft": 1, "gold": 1, "label": 1, "rm": 2, "sft_stats": 2, "ppo": 2}
     runs = find_runs(root / "multirun")
     assert sorted(r.job_type for r in runs) == ["gold", "ppo", "ppo", "rm", "rm", "sft"]
     assert sorted(r.config["beta"] for r in runs if r.job_type == "ppo") == [0.01, 0.1]
@@ -94,7 +94,7 @@ def test_rerunning_a_point_reuses_every_stage(sweep):
     root, _ = sweep
     before = len(find_runs(root))
     proc = run_inform("experiment=smoke", "beta=0.01", cwd=root)
-    for stage in ("sft", "gold", "label", "rm", "ppo"):
+    for stage in ("sft", "gold", "label", "rm", "sft_stats", "ppo"):
         assert f"{stage}: reusing" in proc.stdout, stage
         assert f"{stage}: built" not in proc.stdout
     assert len(find_runs(root)) == before  # nothing trained, no new W&B run
@@ -118,13 +118,13 @@ def test_csi_is_logged_once_per_eval_step_in_wandb_and_csv_alike(sweep):
 def test_csi_early_stopping_stops_ppo_and_keeps_that_steps_checkpoint(sweep):
     """e_max tiny: the rule fires at its first ratio, i.e. the third CSI value (step 8)."""
     root, _ = sweep
-    proc = run_inform("experiment=smoke", "beta=0.01", "csi.early_stop=true", "csi.e_max=1e-9", cwd=root)
-    assert "csi: change rate" in proc.stdout and "at step 8, stopping" in proc.stdout
+    proc = run_inform("experiment=smoke", "beta=0.01", "early_stop.enabled=true", "early_stop.e_max=1e-9", cwd=root)
+    assert "early stop: csi/value change rate" in proc.stdout and "at step 8, stopping" in proc.stdout
     out = Path(proc.stdout.split("ppo: policy -> ")[1].split(",")[0]).parent
     out = out if out.is_absolute() else root / out
     history = json.loads((out / "eval_history.json").read_text())["history"]
     assert [h["step"] for h in history] == [0, 4, 8] and history[-1]["csi/stop_step"] == 8
-    assert json.loads((out / "metrics.json").read_text())["csi/stop_step"] == 8
+    assert json.loads((out / "metrics.json").read_text())["early_stop/stop_step"] == 8
     (run,) = [r for r in find_runs(root / "outputs") if r.job_type == "ppo"]
     assert max(s for s, _ in run.series("objective/kl")) == 8  # nothing trained after the stop
     assert run.series("csi/stop_step") == [(8, 8.0)]
@@ -136,3 +136,30 @@ def test_csi_early_stopping_stops_ppo_and_keeps_that_steps_checkpoint(sweep):
     assert len(exported) > 10
     for key, value in exported.items():
         assert torch.equal(ckpt["state_dict"][f"policy.{key}"], value), key
+
+
+def test_every_detector_logs_at_every_eval_step(sweep):
+    root, _ = sweep
+    for run in (r for r in find_runs(root / "multirun") if r.job_type == "ppo"):
+        for key in ("detect/mahalanobis_mean", "detect/mop", "detect/energy_gap", "csi/value"):
+            series = run.series(key)
+            assert [s for s, _ in series] == [0, 4, 8, 12, 16], key  # on the eval steps, with reward/gold
+            assert all(math.isfinite(v) for _, v in series), key
+        assert all(0.0 <= v <= 1.0 for _, v in run.series("detect/mop"))
+        assert [s for s, _ in run.series("rollout/mahalanobis_mean")] == list(range(1, 17))
+
+
+def test_zero_mitigation_coefficients_leave_ppo_unchanged_and_nonzero_ones_apply(sweep):
+    """Detectors and their hooks change nothing; IBL and EPPO change the rewards."""
+    root, _ = sweep
+    plain = run_inform("experiment=smoke", "beta=0.01", "detect=[csi]", "logger=csv", f"hydra.run.dir={root}/plain", cwd=root)
+    mitigated = run_inform("experiment=smoke", "beta=0.01", "ibl_coef=0.05", "energy_coef=2.0", "logger=csv",
+                           f"hydra.run.dir={root}/mitigated", cwd=root)
+    assert "ppo: built" in plain.stdout and "ppo: built" in mitigated.stdout
+    (full,) = [r for r in find_runs(root / "multirun") if r.job_type == "ppo" and r.config["beta"] == 0.01]
+    rows_plain = read_csv_metrics(root / "plain" / "ppo" / "csv")
+    for key in ("objective/kl", "reward/proxy", "critic/loss", "policy/loss"):
+        assert [v for _, v in series(rows_plain, key)] == [v for _, v in full.series(key)], key  # bit for bit
+    rows_mit = read_csv_metrics(root / "mitigated" / "ppo" / "csv")
+    assert series(rows_mit, "reward/proxy") != series(rows_plain, "reward/proxy")
+    assert len(series(rows_mit, "rollout/energy_gap")) == 16 and len(series(rows_mit, "rollout/mahalanobis_mean")) == 16

@@ -5,8 +5,9 @@ critic V on its own backbone, and the frozen proxy reward model. Each training s
 PPO iteration over a batch of b prompts:
 
 1. rollout (no gradients): sample y ~ pi(. | x) with temperature and top-p (KV cache);
-   log pi, log pi_ref and V(s_t) of each response token; score s = RM(x, y), standardized
-   and clipped; per-token reward r_t = -kl_coef * (log pi - log pi_ref) (+ s on the last token);
+   log pi, log pi_ref and V(s_t) of each response token; score s = RM(x, y), standardized,
+   minus the IBL / EPPO penalties when their coefficients are set (rl/mitigations.py), and
+   clipped; per-token reward r_t = -kl_coef * (log pi - log pi_ref) (+ s on the last token);
    GAE (gamma, lambda) -> advantages A_t (whitened) and returns R_t.
 2. update: `epochs` passes over `minibatches` minibatches: the clipped policy loss steps the
    policy's optimizer, the clipped value loss the critic's (manual optimization).
@@ -18,15 +19,19 @@ Metrics go to the loggers at step = the number of PPO iterations done, so traini
 metrics share one axis (`trainer/global_step` in W&B): objective/kl, objective/kl_coef,
 objective/entropy, policy/loss, policy/clipfrac, policy/approxkl, critic/loss,
 critic/clipfrac, critic/vf_explained_var, reward/proxy, reward/proxy_raw, response/length,
-response/eos_rate.
+response/eos_rate; rollout/mahalanobis_mean and rollout/energy_gap when their statistics are
+given.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import lightning as L
 import torch
 
+from inform.detect.energy import EnergyRecorder, sequence_energy
+from inform.detect.mahalanobis import GaussianStats, mahalanobis
 from inform.models.scorer import RewardScorer
 from inform.modules.optim import finite, on_nonfinite
 from inform.rl.evaluate import EvalResult, Evaluator
@@ -35,6 +40,7 @@ from inform.rl.kl import AdaptiveKLController, FixedKLController, kl_penalized_r
 from inform.rl.losses import policy_loss, value_loss
 from inform.rl.ppo_config import PPOConfig
 from inform.rl.masked import explained_variance, masked_mean, masked_whiten
+from inform.rl.mitigations import mitigated_scores
 from inform.rl.rollout import Rollout, response_logits, response_values, sample, token_entropy, token_logprobs
 
 FROZEN = ("ref.", "proxy_model.", "gold_model.")  # rebuilt from their exports, not checkpointed
@@ -52,11 +58,21 @@ class Experience:
 class PPOModule(L.LightningModule):
     def __init__(
         self, policy, ref, critic, proxy: RewardScorer, tokenizer, cfg: PPOConfig, evaluator: Evaluator | None = None,
-        seed: int = 0, on_nonfinite: str = "stop",
+        seed: int = 0, on_nonfinite: str = "stop", gaussian: GaussianStats | None = None,
+        sft_energy: torch.Tensor | None = None, record_energy: bool = False,
     ):
+        """`gaussian`: the SFT latents' Gaussian (IBL, and `rollout/mahalanobis_mean`);
+        `sft_energy` (n_prompts,): E_sft of each PPO prompt (EPPO); `record_energy`: read the
+        policy's energy during the log-prob passes (EPPO, the energy detector)."""
         super().__init__()
         self.automatic_optimization = False
         self.on_nonfinite, self.skipped_nonfinite = on_nonfinite, 0
+        self.gaussian, self.sft_energy = gaussian, sft_energy
+        if cfg.energy_coef and sft_energy is None:
+            raise ValueError("energy_coef > 0 needs the SFT energies of the PPO prompts (the sft_stats stage)")
+        if cfg.ibl_coef and gaussian is None:
+            raise ValueError("ibl_coef > 0 needs the SFT latents' Gaussian (the sft_stats stage)")
+        self.energy = EnergyRecorder(policy) if (record_energy or cfg.energy_coef) else None
         self.policy, self.ref, self.critic = policy, ref.eval().requires_grad_(False), critic
         self.proxy, self.proxy_model = proxy, proxy.model  # registered so it moves with the module
         self.evaluator = evaluator
@@ -79,22 +95,34 @@ class PPOModule(L.LightningModule):
 
     # ------------------------------------------------------------------ 1. rollout
     @torch.no_grad()
-    def make_experience(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[Experience | None, dict]:
+    def make_experience(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, prompt_index: torch.Tensor) -> tuple[Experience | None, dict]:
         c = self.cfg
         ro = sample(
             self.policy, prompt_ids, prompt_mask, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
             top_p=c.top_p, eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
         )
         mask = ro.response_mask  # (b, R)
-        logits = response_logits(self.policy, ro, c.temperature)  # (b, R, V)
+        with self.energy.recording() if self.energy is not None else nullcontext():  # the energy of this same pass
+            logits = response_logits(self.policy, ro, c.temperature)  # (b, R, V)
         logprobs = token_logprobs(logits, ro.responses)
         ref_logprobs = token_logprobs(response_logits(self.ref, ro, c.temperature), ro.responses)
         values = response_values(self.critic, ro)  # (b, R)
-        raw = self.proxy.raw(ro.sequences, ro.attention_mask, ro.prompt_len).reward.float()  # (b,)
+        proxy_out = self.proxy.raw(ro.sequences, ro.attention_mask, ro.prompt_len)
+        raw = proxy_out.reward.float()  # (b,)
         if not finite(raw) or not finite(logprobs) or not finite(values):
             on_nonfinite(self, "reward/proxy" if not finite(raw) else "rollout log-probs or values", raw.mean().item())
             return None, {}
-        scores = self.proxy.normalize(raw, ro.has_eos).clamp(-c.reward_clip, c.reward_clip)
+        extra, distances, e_policy, e_sft = {}, None, None, None
+        if self.gaussian is not None:  # D(z): IBL's penalty, logged whether or not it is applied
+            distances = torch.from_numpy(mahalanobis(proxy_out.latent.double().cpu().numpy(), self.gaussian)).to(raw)
+            extra["rollout/mahalanobis_mean"] = distances.mean().item()
+        if self.energy is not None and self.sft_energy is not None:
+            e_policy = sequence_energy(self.energy.energy, mask, ro.responses, self.tokenizer.eos_token_id, ro.prompt_len)
+            e_sft = self.sft_energy[prompt_index.cpu()].to(e_policy)
+            extra["rollout/energy_gap"] = (e_policy - e_sft).abs().mean().item()
+        scores = self.proxy.normalize(raw, ro.has_eos)  # (b,) standardized
+        scores = mitigated_scores(scores, c.ibl_coef, distances, c.energy_coef, e_policy, e_sft)  # IBL, EPPO
+        scores = scores.clamp(-c.reward_clip, c.reward_clip)
         rewards, kl = kl_penalized_rewards(logprobs, ref_logprobs, scores, mask, self.kl_ctl.value)
         advantages, returns = gae_advantages(rewards, values, mask, c.gamma, c.lam)
         advantages = masked_whiten(advantages, mask)
@@ -108,6 +136,7 @@ class PPOModule(L.LightningModule):
             "critic/vf_explained_var": explained_variance(values, returns, mask).item(),
             "response/length": mask.sum(-1).float().mean().item(),
             "response/eos_rate": ro.has_eos.float().mean().item(),
+            **extra,
         }
         return Experience(ro, logprobs, values, advantages, returns), stats
 
@@ -146,7 +175,7 @@ class PPOModule(L.LightningModule):
         return {k: v / max(n_updates, 1) for k, v in sums.items()}
 
     def training_step(self, batch, batch_idx):
-        exp, stats = self.make_experience(batch["input_ids"], batch["attention_mask"])
+        exp, stats = self.make_experience(batch["input_ids"], batch["attention_mask"], batch["index"])
         if exp is not None:  # None: a non-finite rollout was skipped (on_nonfinite=skip)
             stats.update(self.ppo_update(exp))
             self.kl_ctl.update(stats["objective/kl"], exp.rollout.sequences.shape[0])
@@ -171,7 +200,7 @@ class PPOModule(L.LightningModule):
         """Eval on the held-out prompts at the current step; listeners (detectors) see the result."""
         if self.evaluator is None:
             return EvalResult(self.iteration, {}, torch.empty(0))
-        result = self.evaluator.run(self.iteration, self.policy, self.ref, self.proxy, self.device, self.seed)
+        result = self.evaluator.run(self.iteration, self.policy, self.ref, self.proxy, self.device, self.seed, energy=self.energy)
         for listener in self.eval_listeners:
             result.metrics.update(listener.on_eval(self, result) or {})
         self.eval_history.append({"step": self.iteration, **result.metrics})

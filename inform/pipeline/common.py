@@ -37,6 +37,12 @@ def _hydra():
     return HydraConfig.get() if HydraConfig.initialized() else None
 
 
+def stage_device(cfg: DictConfig) -> torch.device:
+    """Where the stages that run outside a Trainer (label, sft_stats) put their models."""
+    wants_gpu = str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda", "auto")
+    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+
+
 def job_dir(cfg: DictConfig) -> Path:
     """This run's folder: `paths.output_dir`, else Hydra's, else outputs/<time>."""
     hc = _hydra()

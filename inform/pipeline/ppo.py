@@ -10,6 +10,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -19,7 +20,8 @@ from inform.models.reward_model import RewardModel
 from inform.models.scorer import RewardScorer
 from inform.models.tokenizer import tokenizer_from
 from inform.models.value_model import ValueModel
-from inform.modules.csi_callback import CSICallback
+from inform.detect.mahalanobis import GaussianStats, fit_gaussian
+from inform.modules.detector_callback import DetectorCallback
 from inform.modules.ppo import PPOModule
 from inform.pipeline import common
 from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, write_json
@@ -28,6 +30,7 @@ from inform.pipeline.label import ensure_labels, label_spec, ppo_prompts, read_s
 from inform.pipeline.reward_fit import load_score_stats
 from inform.pipeline.rm import ensure_rm, rm_spec
 from inform.pipeline.sft import ensure_sft, sft_spec
+from inform.pipeline.sft_stats import SFTStats, ensure_sft_stats, load_sft_stats, stats_spec
 from inform.report.curves import plot_overoptimization
 from inform.rl.evaluate import Evaluator
 from inform.rl.ppo_config import PPOConfig
@@ -38,11 +41,12 @@ CURVE = "overoptimization.png"
 
 def ppo_spec(cfg: DictConfig) -> dict:
     return {
-        "ppo": plain(cfg.ppo), "eval": plain(cfg.eval), "csi": plain(cfg.csi), "seed": cfg.seed, "prompts": plain(cfg.data.prompts),
+        "ppo": plain(cfg.ppo), "eval": plain(cfg.eval), "detect": plain(cfg.detect), "detectors": plain(cfg.detectors),
+        "early_stop": plain(cfg.early_stop), "seed": cfg.seed, "prompts": plain(cfg.data.prompts),
         "label_prompts": plain(cfg.data.label_prompts),
         "eval_prompts": plain(cfg.data.eval_prompts), "true_reward": plain(cfg.data.true_reward),
         "n_label_prompts": cfg.label.n_prompts, "sft": spec_hash(sft_spec(cfg)), "rm": spec_hash(rm_spec(cfg)),
-        "gold": spec_hash(gold_spec(cfg)), "labels": spec_hash(label_spec(cfg)),
+        "gold": spec_hash(gold_spec(cfg)), "labels": spec_hash(label_spec(cfg)), "sft_stats": spec_hash(stats_spec(cfg)),
         "max_tokens": [cfg.data.max_prompt_tokens, cfg.data.max_response_tokens],
         "precision": str(cfg.trainer.get("precision")),
     }
@@ -53,7 +57,7 @@ def ppo_config(cfg: DictConfig) -> PPOConfig:
     return PPOConfig(**{k: v for k, v in plain(cfg.ppo).items() if k in keys})
 
 
-def build_module(cfg: DictConfig, sft: Path, rm: Path, gold: Path, labels: Path) -> tuple[PPOModule, PromptBatches]:
+def build_module(cfg: DictConfig, sft: Path, rm: Path, gold: Path, labels: Path, stats: SFTStats) -> tuple[PPOModule, PromptBatches]:
     """The four models, the scorers, the evaluator and the prompt batches of a PPO run."""
     tok = tokenizer_from(sft)
     dtype = cfg.policy.dtype
@@ -64,9 +68,9 @@ def build_module(cfg: DictConfig, sft: Path, rm: Path, gold: Path, labels: Path)
     else:
         critic = ValueModel.from_causal_lm(load_causal_lm(str(sft), tok, dtype, cfg.policy.gradient_checkpointing))
     limits = dict(max_prompt_tokens=cfg.data.max_prompt_tokens, max_response_tokens=cfg.data.max_response_tokens)
-    stats = load_score_stats(rm)
+    score_stats = load_score_stats(rm)
     proxy = RewardScorer(
-        RewardModel.from_pretrained(rm, cfg.reward.dtype), tokenizer_from(rm), tok, stats["mean"], stats["std"],
+        RewardModel.from_pretrained(rm, cfg.reward.dtype), tokenizer_from(rm), tok, score_stats["mean"], score_stats["std"],
         missing_eos_penalty=cfg.ppo.missing_eos_penalty, **limits,
     )
     gstats = read_stats(labels)
@@ -89,21 +93,36 @@ def build_module(cfg: DictConfig, sft: Path, rm: Path, gold: Path, labels: Path)
             f"ppo.batch_size needs {cfg.ppo.batch_size}"
         )
     batches = PromptBatches(common.prompt_ids(cfg, tok, prompts, "prompts"), cfg.ppo.batch_size, cfg.ppo.steps, cfg.seed, tok.pad_token_id)
-    module = PPOModule(policy, ref, critic, proxy, tok, ppo_config(cfg), evaluator, seed=cfg.seed, on_nonfinite=cfg.on_nonfinite)
+    module = PPOModule(
+        policy, ref, critic, proxy, tok, ppo_config(cfg), evaluator, seed=cfg.seed, on_nonfinite=cfg.on_nonfinite,
+        gaussian=gaussian_of(cfg, stats), record_energy="energy" in cfg.detect,
+        sft_energy=None if stats.train_energy is None else torch.from_numpy(stats.train_energy).float(),
+    )
     return module, batches
 
 
-def csi_callback(cfg: DictConfig, out_dir: Path) -> CSICallback:
-    kwargs = {k: v for k, v in plain(cfg.csi).items() if k != "enabled"}
-    return CSICallback(out_dir=out_dir, **kwargs)
+def gaussian_of(cfg: DictConfig, stats: SFTStats) -> GaussianStats | None:
+    """The SFT latents' Gaussian (Mahalanobis, MOP, IBL), fit before training starts."""
+    if stats.train_latents is None:
+        return None
+    m = cfg.detectors.mahalanobis
+    return fit_gaussian(stats.train_latents, m.eps, m.shrinkage, m.pca_dim)
 
 
-def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: Path, gold: Path, labels: Path) -> None:
+def detector_callback(cfg: DictConfig, out_dir: Path, module: PPOModule, stats: SFTStats) -> DetectorCallback:
+    return DetectorCallback(
+        out_dir, list(cfg.detect), stats.eval_latents, stats.eval_energy, module.gaussian, plain(cfg.detectors.csi),
+        cfg.detectors.mahalanobis.alpha, plain(cfg.early_stop),
+    )
+
+
+def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: Path, gold: Path, labels: Path, stats_path: Path) -> None:
     common.seed_stage(cfg, "ppo")
-    module, batches = build_module(cfg, sft, rm, gold, labels)
+    stats = load_sft_stats(stats_path)
+    module, batches = build_module(cfg, sft, rm, gold, labels, stats)
     save_dir = common.stage_dir(cfg, "ppo")
     loggers = common.make_loggers(cfg, "ppo", save_dir)
-    callbacks = [csi_callback(cfg, save_dir / "csi")] if cfg.csi.enabled else []
+    callbacks = [detector_callback(cfg, save_dir / "csi", module, stats)] if cfg.detect else []
     train_dl = common.make_loader(batches, None, None, shuffle=False, seed=cfg.seed)  # item i = iteration i's prompts
     trainer = common.make_trainer(
         cfg, "ppo", save_dir, loggers, callbacks, train_loader=train_dl, fingerprint=spec_hash(ppo_spec(cfg)), max_epochs=1, max_steps=-1,
@@ -115,7 +134,7 @@ def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: Path, gold: Path, label
     module.tokenizer.save_pretrained(out / "policy")
     write_json(out / "eval_history.json", {"history": module.eval_history})
     title = f"{cfg.objective.name} proxy, kl_coef {cfg.ppo.kl_coef}, label noise {cfg.label_noise}, seed {cfg.seed}"
-    stop = next((cb.stop_step for cb in callbacks if isinstance(cb, CSICallback)), None)
+    stop = next((cb.stop_step for cb in callbacks if isinstance(cb, DetectorCallback)), None)
     curve = plot_overoptimization(module.eval_history, save_dir / CURVE, title, stop_step=stop)
     shutil.copy(curve, out / CURVE)
     if (save_dir / "csi" / "latents.npz").is_file():
@@ -135,15 +154,17 @@ def summarize(history: list[dict]) -> dict:
     if "reward/gold" in first:
         peak = max(history, key=lambda r: r["reward/gold"])
         out.update({"gold_peak/step": peak["step"], "gold_peak/reward": peak["reward/gold"], "gold_peak/kl": peak["eval/kl"]})
-    stops = [r for r in history if "csi/stop_step" in r]
+    stops = [r for r in history if "early_stop/stop_step" in r]
     if stops:
-        out.update({"csi/stop_step": stops[0]["step"], "csi/stop_kl": stops[0]["eval/kl"], "csi/stop_gold": stops[0].get("reward/gold")})
+        out.update({"early_stop/stop_step": stops[0]["step"], "early_stop/stop_kl": stops[0]["eval/kl"],
+                    "early_stop/stop_gold": stops[0].get("reward/gold")})
     return out
 
 
 def ensure_ppo(cfg: DictConfig) -> Path:
     sft, gold, labels, rm = ensure_sft(cfg), ensure_gold(cfg), ensure_labels(cfg), ensure_rm(cfg)
-    return build_once(cfg.paths.artifacts, "ppo", ppo_spec(cfg), lambda out: train_ppo(cfg, out, sft, rm, gold, labels))
+    stats = ensure_sft_stats(cfg)
+    return build_once(cfg.paths.artifacts, "ppo", ppo_spec(cfg), lambda out: train_ppo(cfg, out, sft, rm, gold, labels, stats))
 
 
 def run_ppo(cfg: DictConfig) -> dict:

@@ -5,12 +5,14 @@ reward-model latents (IB `mu`, or the last hidden state) are kept for the detect
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
 from inform.data.collate import PromptCollator
+from inform.detect.energy import EnergyRecorder, sequence_energy
 from inform.models.scorer import RewardScorer
 from inform.rl.rollout import Rollout, response_logits, sample, token_logprobs
 
@@ -21,6 +23,7 @@ class EvalResult:
     metrics: dict[str, float]
     proxy_latents: torch.Tensor  # (n, D) the proxy RM's latents of the eval samples
     responses: list[str] = field(default_factory=list)
+    policy_energy: torch.Tensor | None = None  # (n,) the policy's last-MLP energy on its samples
 
 
 class Evaluator:
@@ -43,9 +46,14 @@ class Evaluator:
         self.collate = PromptCollator(tokenizer.pad_token_id)
 
     @torch.no_grad()
-    def run(self, step: int, policy, ref, proxy: RewardScorer, device: torch.device, generator_seed: int) -> EvalResult:
+    def run(
+        self, step: int, policy, ref, proxy: RewardScorer, device: torch.device, generator_seed: int,
+        energy: EnergyRecorder | None = None,
+    ) -> EvalResult:
+        """Sample on every eval prompt and score; `energy` (a recorder on `policy`) also reads the
+        policy's energy during the log-prob pass the eval makes anyway."""
         sums: dict[str, float] = {}
-        latents, texts = [], []
+        latents, texts, energies = [], [], []
         n = len(self.prompts)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(generator_seed)  # the same sampling noise at every eval step
@@ -56,17 +64,26 @@ class Evaluator:
                     max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
                     eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
                 )
-                for k, v in self._score(ro, batch["index"].tolist(), policy, ref, proxy, latents, texts).items():
+                for k, v in self._score(ro, batch["index"].tolist(), policy, ref, proxy, latents, texts, energy, energies).items():
                     sums[k] = sums.get(k, 0.0) + v
         metrics = {k: v / n for k, v in sums.items()}
-        return EvalResult(step, metrics, torch.cat(latents), texts)
+        return EvalResult(step, metrics, torch.cat(latents), texts, torch.cat(energies) if energies else None)
 
-    def _score(self, ro: Rollout, index: list[int], policy, ref, proxy: RewardScorer, latents: list, texts: list) -> dict[str, float]:
+    def _score(
+        self, ro: Rollout, index: list[int], policy, ref, proxy: RewardScorer, latents: list, texts: list,
+        energy: EnergyRecorder | None = None, energies: list | None = None,
+    ) -> dict[str, float]:
         """Sums over this batch (divided by n by the caller)."""
         mask = ro.response_mask
-        logp = token_logprobs(response_logits(policy, ro, self.temperature), ro.responses)
-        ref_logp = token_logprobs(response_logits(ref, ro, self.temperature), ro.responses)
-        kl = ((logp - ref_logp) * mask).sum(-1)  # (b,)
+        with energy.recording() if energy is not None else nullcontext():
+            logp = token_logprobs(response_logits(policy, ro, self.temperature), ro.responses)
+        if energy is not None:
+            energies.append(sequence_energy(energy.energy, mask, ro.responses, self.tokenizer.eos_token_id, ro.prompt_len).cpu())
+        if ref is not None:
+            ref_logp = token_logprobs(response_logits(ref, ro, self.temperature), ro.responses)
+            kl = ((logp - ref_logp) * mask).sum(-1)  # (b,)
+        else:  # the reference itself (SFT statistics): KL 0 by definition
+            kl = torch.zeros(mask.shape[0], device=mask.device)
         proxy_out = proxy.raw(ro.sequences, ro.attention_mask, ro.prompt_len)
         latents.append(proxy_out.latent.float().cpu())
         out = {

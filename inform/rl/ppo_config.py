@@ -25,3 +25,5 @@ class PPOConfig:
     max_grad_norm: float = 1.0
     eval_every: int = 4
     weight_decay: float = 0.0
+    ibl_coef: float = 0.0  # IBL: score - ibl_coef * Mahalanobis distance of the IB latent
+    energy_coef: float = 0.0  # EPPO: score - energy_coef * |E_policy - E_sft|
