@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test venv bench clean
+.PHONY: run test venv bench clean experiment-detectors
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,3 +26,6 @@ bench: venv
 
 clean:
 	rm -rf outputs multirun artifacts wandb lightning_logs
+
+experiment-detectors: venv
+	bash experiments/detectors/run.sh

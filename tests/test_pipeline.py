@@ -11,7 +11,7 @@ import torch
 
 from inform.tracking.csv_metrics import read_csv_metrics, series
 from inform.tracking.wandb_offline import find_runs
-from tests.conftest import run_inform
+from tests.conftest import ROOT, run_inform
 
 pytestmark = pytest.mark.slow
 PPO_METRICS = ["objective/kl", "objective/entropy", "policy/clipfrac", "policy/approxkl", "critic/loss",
@@ -163,3 +163,24 @@ def test_zero_mitigation_coefficients_leave_ppo_unchanged_and_nonzero_ones_apply
     rows_mit = read_csv_metrics(root / "mitigated" / "ppo" / "csv")
     assert series(rows_mit, "reward/proxy") != series(rows_plain, "reward/proxy")
     assert len(series(rows_mit, "rollout/energy_gap")) == 16 and len(series(rows_mit, "rollout/mahalanobis_mean")) == 16
+
+
+def test_detector_analysis_script_reads_the_runs_back_and_draws_its_figures(sweep, tmp_path):
+    """experiments/detectors/analyze.py on this module's real runs (IB proxies, every detector)."""
+    import importlib.util
+
+    root, _ = sweep
+    spec = importlib.util.spec_from_file_location("analyze", ROOT / "experiments" / "detectors" / "analyze.py")
+    analyze = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(analyze)
+    result = analyze.main([str(root / "multirun"), "--out", str(tmp_path)])
+    table = {(r["objective"], r["detector"]): r for r in result["detectors"]}
+    assert set(table) == {("ib", "CSI"), ("ib", "Mahalanobis"), ("ib", "MOP"), ("ib", "energy gap")}
+    assert all(r["runs"] == 2 for r in table.values())
+    for name in ("detectors.png", "mitigations.png"):
+        png = (tmp_path / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    text = (tmp_path / "results.md").read_text()
+    assert "| ib | Mahalanobis |" in text and "| plain | 2 |" in text
+    (run,) = [r for r in find_runs(root / "multirun" / "analysis") if r.job_type == "analysis"]
+    assert sorted(f.split("_")[0] for f in run.files if f.startswith("media/images")) == ["media/images/analysis/detectors", "media/images/analysis/mitigations"]
