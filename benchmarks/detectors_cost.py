@@ -64,14 +64,19 @@ def main() -> dict:
     # scaled from benchmarks/csi_cost.py's 256-sample eval step (linear in the samples)
     from benchmarks.csi_cost import csi_share_of_eval
 
-    per_sample = csi_share_of_eval()["eval_seconds"] / 256
-    eval_s = per_sample * n
+    eval_256 = csi_share_of_eval()["eval_seconds"]
+    eval_s = eval_256 / 256 * n
+    small = [detectors_on(rlhf[i * 256 : (i + 1) * 256], sft[:256], e_pol[:256], e_sft[:256]) for i in range(5)]
+    small_total = statistics.median(sum(c.values()) for c in small)
     hook = energy_hook_overhead()
     print(f"detectors on {n:,} x {d} latents: " + ", ".join(f"{k} {v:.2f} s" for k, v in cost.items())
           + f"; all {total:.2f} s = {100 * total / (eval_s + total):.1f}% of a {eval_s:.0f} s tiny-model eval step of {n:,} samples (target <= 5%)")
+    print(f"detectors on the tiny pipeline's 256 eval samples: {1e3 * small_total:.1f} ms = "
+          f"{100 * small_total / (eval_256 + small_total):.1f}% of its {1e3 * eval_256:.0f} ms eval step")
     print(f"energy hook on a PPO rollout (64 prompts): {1e3 * hook['rollout_s']:.1f} ms -> {1e3 * hook['rollout_with_hook_s']:.1f} ms, "
           f"overhead {100 * hook['overhead']:+.1f}% (target <= 2%)")
-    return {"detectors_s": cost, "eval_s_20k": eval_s, "share": total / (eval_s + total), "energy_hook": hook}
+    return {"detectors_s": cost, "eval_s_20k": eval_s, "share": total / (eval_s + total),
+            "share_256": small_total / (eval_256 + small_total), "energy_hook": hook}
 
 
 if __name__ == "__main__":

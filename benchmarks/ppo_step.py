@@ -115,7 +115,7 @@ def bench_update(policy, rm, tok, batch, rounds: int) -> dict:
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, enable_progress_bar=False)
     trainer.fit(module, DataLoader([batch] * rounds, batch_size=None))
-    exp, _ = module.make_experience(batch["input_ids"], batch["attention_mask"])
+    exp, _ = module.make_experience(batch["input_ids"], batch["attention_mask"], batch["index"])
     bare = bare_update(copy.deepcopy(policy), ValueModel.from_causal_lm(copy.deepcopy(policy)), exp, c, rounds)
     res = {"bare_s": statistics.median(bare[1:]), "inform_s": statistics.median(module.ppo_update.times[1:])}
     res["ratio"] = res["inform_s"] / res["bare_s"]

@@ -136,7 +136,7 @@ def test_early_stop_fires_from_the_chosen_detector_on_a_planted_series(tmp_path)
     rng = np.random.default_rng(0)
     sft = rng.standard_normal((2000, 3))
     saved = []
-    trainer = SimpleNamespace(should_stop=False, save_checkpoint=lambda p: saved.append(Path(p)))
+    trainer = SimpleNamespace(should_stop=False, save_checkpoint=lambda p, **kw: saved.append(Path(p)))
     module = SimpleNamespace(trainer=trainer, loggers=[])
     cb = DetectorCallback(tmp_path, ["csi", "mahalanobis"], sft[:300], gaussian=fit_gaussian(sft),
                           csi={"plot_every_n_evals": 1000}, early_stop={"enabled": True, "watch": "detect/mahalanobis_mean", "e_max": 10.0})
@@ -150,3 +150,29 @@ def test_early_stop_fires_from_the_chosen_detector_on_a_planted_series(tmp_path)
         assert "csi/value" in metrics and "detect/mop" in metrics
     assert fired == [False, False, False, False, True]
     assert cb.stop_step == 16 and trainer.should_stop and saved == [tmp_path / "csi_stop.ckpt"]
+
+
+def test_ppo_reads_the_energy_without_an_extra_policy_forward():
+    """make_experience with the energy hook on makes exactly as many policy passes as without."""
+    import copy
+
+    from benchmarks.ppo_step import setup
+    from inform.models.scorer import RewardScorer
+    from inform.models.value_model import ValueModel
+    from inform.modules.ppo import PPOModule
+    from inform.rl.ppo_config import PPOConfig
+
+    cfg, tok, policy, rm, batch = setup(batch=8)
+    counts = {}
+    for record in (False, True):
+        pol = copy.deepcopy(policy)
+        calls = []
+        pol.register_forward_hook(lambda *a: calls.append(1))
+        module = PPOModule(pol, copy.deepcopy(policy), ValueModel.from_causal_lm(copy.deepcopy(policy)), RewardScorer(rm, tok, tok),
+                           tok, PPOConfig(max_new_tokens=6), record_energy=record)
+        torch.manual_seed(0)
+        module.make_experience(batch["input_ids"], batch["attention_mask"], batch["index"])
+        counts[record] = len(calls)
+        if record:
+            assert module.energy.calls == 1 and module.energy.energy.shape[0] == 8
+    assert counts[True] == counts[False]

@@ -103,7 +103,7 @@ class DetectorCallback(L.Callback):
             if self.watch.startswith("csi/"):
                 out["csi/stop_step"] = float(step)
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            module.trainer.save_checkpoint(self.out_dir / STOP_CKPT)
+            module.trainer.save_checkpoint(self.out_dir / STOP_CKPT, weights_only=False)
             log.info("early stop: %s change rate %.3g > e_max %g at step %d%s", self.watch, e, self.stopper.e_max, step,
                      ", stopping" if self.stop_enabled else " (early_stop.enabled is off: training goes on)")
             if self.stop_enabled:

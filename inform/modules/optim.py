@@ -47,7 +47,7 @@ def on_nonfinite(module, name: str, value: float) -> None:
         log.warning("%s is %s at step %d: batch skipped (%d so far; on_nonfinite=skip)", name, value, trainer.global_step, module.skipped_nonfinite)
         return
     path = Path(trainer.default_root_dir) / "checkpoints" / LAST_GOOD
-    trainer.save_checkpoint(path)
+    trainer.save_checkpoint(path, weights_only=False)
     raise NonFiniteError(
         f"{name} is {value} at step {trainer.global_step}: stopped (on_nonfinite=stop). The last good weights are in "
         f"{path}; on_nonfinite=skip drops such batches instead"

@@ -138,7 +138,7 @@ class PreemptCheckpoint(L.Callback):
         if PREEMPTION.requested and not self._saved:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(self.path.name + ".tmp")
-            trainer.save_checkpoint(tmp)
+            trainer.save_checkpoint(tmp, weights_only=False)
             os.replace(tmp, self.path)
             self._saved = True
 
