@@ -63,10 +63,11 @@ def flip_labels(n_pairs: int, noise: float, seed: int) -> set[int]:
 @torch.no_grad()
 def make_labels(cfg: DictConfig, out: Path, sft_path: Path, gold_path: Path) -> None:
     common.seed_stage(cfg, "label")
+    device = common.stage_device(cfg)
     tok = tokenizer_from(sft_path)
-    policy = load_causal_lm(str(sft_path), tok).eval()
+    policy = load_causal_lm(str(sft_path), tok, cfg.policy.dtype).to(device).eval()
     gold = RewardScorer(
-        RewardModel.from_pretrained(gold_path), tokenizer_from(gold_path), tok,
+        RewardModel.from_pretrained(gold_path, cfg.gold_model.dtype).to(device), tokenizer_from(gold_path), tok,
         max_prompt_tokens=cfg.data.max_prompt_tokens, max_response_tokens=cfg.data.max_response_tokens,
     )
     texts = label_prompts(cfg)
@@ -79,7 +80,7 @@ def make_labels(cfg: DictConfig, out: Path, sft_path: Path, gold_path: Path) -> 
         idx = [i for i in range(start, min(n, start + half)) for _ in range(2)]  # 2 samples per prompt
         batch = collate([(i, ids[i]) for i in idx])
         ro = sample(
-            policy, batch["input_ids"], batch["attention_mask"], max_new_tokens=cfg.label.max_new_tokens,
+            policy, batch["input_ids"].to(device), batch["attention_mask"].to(device), max_new_tokens=cfg.label.max_new_tokens,
             temperature=cfg.label.temperature, top_p=cfg.label.top_p, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
         )
         scores = gold.raw(ro.sequences, ro.attention_mask, ro.prompt_len).reward.tolist()
