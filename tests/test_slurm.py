@@ -145,8 +145,8 @@ def preempted_run(shared, name: str, overrides: list[str], progress_rows: int, s
     sh("scancel", "--signal=USR1", "--batch", job)  # to the batch shell, which forwards it
     wait_jobs([job], 600)
     info = job_info(job)
-    assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", info
     log = (slurm / f"job-{job}.out").read_text()
+    assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", (info, log[-6000:])
     assert "restart=0" in log and "restart=1" in log and "resuming from" in log
     return base / "run" / stage, slurm / f"slurm-{job}" / stage, base / "artifacts", slurm / "artifacts"
 
