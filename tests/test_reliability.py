@@ -195,3 +195,24 @@ def test_online_wandb_without_key_or_network_falls_back_offline_and_leaks_nothin
     for f in tmp_path.rglob("*"):
         if f.is_file():
             assert b"wandb-secret-key" not in f.read_bytes(), f
+
+
+def test_a_run_started_from_a_process_using_wandb_gets_its_own_wandb_service(tmp_path):
+    """A parent that ran wandb.init (a notebook, a test session) passes WANDB_SERVICE to what it
+    starts. A requeued job resuming its run id inside the parent's service, where the killed
+    attempt left it open, was refused ("run ID ... is in use"); each inform process owns its service."""
+    run_dir = tmp_path / "run"
+    (run_dir / "sft").mkdir(parents=True)
+    (run_dir / "sft" / "wandb_id").write_text("openrun01")  # the id a first (killed) attempt used
+    parent = f"""
+import os, subprocess, sys, wandb
+wandb.init(project="inform", mode="offline", dir={str(tmp_path)!r}, id="openrun01")  # left open, as by a killed job
+assert os.environ.get("WANDB_SERVICE")
+cmd = [sys.executable, {str(ROOT / "run.py")!r}, *{SFT!r}, "sft.max_steps=4", "hydra.run.dir={run_dir}"]
+sys.exit(subprocess.run(cmd, cwd={str(tmp_path)!r}).returncode)
+"""
+    proc = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    (run,) = [r for r in find_runs(run_dir) if r.job_type == "sft"]
+    assert run.run_id == "openrun01" and run.config["stage"]["name"] == "sft"

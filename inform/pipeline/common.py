@@ -93,6 +93,18 @@ def redact(value, key: str = ""):
     return "***" if any(w in key.lower() for w in SECRET_WORDS) and value not in (None, "") else value
 
 
+def own_wandb_service() -> None:
+    """Forget a W&B service inherited from a parent process (`WANDB_SERVICE`, set by wandb in
+    any Python process that ran `wandb.init`, and passed on to what it starts: a notebook or
+    test session calling sbatch or run.py). Runs would otherwise live in the parent's service,
+    and a requeued job resuming its run id is refused there ("run ID ... is in use") because
+    the killed attempt never finished it. Our own process's service (same pid) is kept."""
+    token = os.environ.get("WANDB_SERVICE", "")
+    parts = token.split("-")
+    if token and (len(parts) < 2 or parts[1] != str(os.getpid())):
+        del os.environ["WANDB_SERVICE"]
+
+
 def wandb_offline_reason() -> str | None:
     """Why online W&B logging cannot work here (no key, no network), or None."""
     has_key = bool(os.environ.get("WANDB_API_KEY"))
@@ -115,6 +127,7 @@ def make_loggers(cfg: DictConfig, stage: str, save_dir: Path) -> list:
     loggers = []
     for key, node in cfg.logger.items():
         if node._target_.endswith("WandbLogger"):
+            own_wandb_service()
             (save_dir / "wandb").mkdir(exist_ok=True)
             kwargs = {k: v for k, v in plain(node).items() if k != "_target_"}
             if not kwargs.get("offline", True) and (why := wandb_offline_reason()):
