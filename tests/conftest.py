@@ -59,3 +59,12 @@ def compose():
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def sweep(tmp_path_factory):
+    """`python run.py -m experiment=smoke beta=0.1,0.01` (objective=ib, the default): the smoke
+    upstream (SFT, gold RM, labels, two proxy RMs, two PPO runs) that several test files reuse."""
+    root = tmp_path_factory.mktemp("sweep")
+    proc = run_inform("-m", "experiment=smoke", "beta=0.1,0.01", cwd=root)
+    return root, proc

@@ -1,5 +1,4 @@
 """The synthetic task's ground truth, the public-schema loaders on fixture files, collation."""
-import math
 import random
 
 import pytest

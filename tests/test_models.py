@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 from inform.config import validate
 from inform.data import synthetic
 from inform.data.collate import pad
-from inform.models.causal_lm import build_causal_lm, count_parameters, load_causal_lm
+from inform.models.causal_lm import build_causal_lm, count_parameters
 from inform.models.reward_model import RewardModel
 from inform.models.tokenizer import load_tokenizer, tokenizer_from, train_tiny_tokenizer
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from inform.models.reward_model import RewardOutput
-from inform.objectives import bsr_loss, bt_loss, gaussian_kl, ib_loss
+from inform.objectives import bsr_loss, bt_loss, gaussian_kl, hinge_loss, ib_loss, margin_bt_loss
 
 
 def out(rewards, mu=None, logvar=None):
@@ -26,6 +26,21 @@ def test_bt_loss_two_pairs():
     # pair 1: margin 1 -> log(1+e^-1) = 0.313262; pair 2: margin -1 -> log(1+e) = 1.313262
     assert loss.item() == pytest.approx((0.3132617 + 1.3132617) / 2, abs=1e-6)
     assert metrics["rm/pref_loss"].item() == pytest.approx(loss.item())
+
+
+def test_margin_bt_two_pairs_and_zero_margin_is_bt():
+    loss, metrics = margin_bt_loss(out([1.0, 0.5]), out([0.0, 1.5]), margin=1.0)
+    # differences 1 and -1, minus the margin 1: -log sigmoid(0) = log 2, -log sigmoid(-2) = log(1 + e^2)
+    assert loss.item() == pytest.approx((math.log(2) + math.log(1 + math.e**2)) / 2, abs=1e-9)
+    assert metrics["rm/margin_frac"].item() == 0.0  # neither pair beats the margin strictly
+    assert margin_bt_loss(out([1.0, 0.5]), out([0.0, 1.5]), margin=0.0)[0].item() == pytest.approx(bt_loss(out([1.0, 0.5]), out([0.0, 1.5]))[0].item())
+
+
+def test_hinge_two_pairs():
+    loss, metrics = hinge_loss(out([3.0, 0.5, 1.0]), out([0.0, 1.5, 0.75]), margin=1.0)
+    # differences 3, -1, 0.25 -> max(0, 1 - d) = 0, 2, 0.75
+    assert loss.item() == pytest.approx((0 + 2 + 0.75) / 3, abs=1e-12)
+    assert metrics["rm/margin_frac"].item() == pytest.approx(1 / 3)
 
 
 def test_gaussian_kl_closed_form():

@@ -22,14 +22,6 @@ def artifacts(root: Path, stage: str) -> list[Path]:
     return sorted(p for p in (root / "artifacts").glob(f"{stage}-*") if p.is_dir())
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    """`python run.py -m experiment=smoke beta=0.1,0.01` (objective=ib, the default)."""
-    root = tmp_path_factory.mktemp("sweep")
-    proc = run_inform("-m", "experiment=smoke", "beta=0.1,0.01", cwd=root)
-    return root, proc
-
-
 def test_sweep_builds_upstream_once_and_two_rms_and_ppos(sweep):
     root, proc = sweep
     counts = {s: len(artifacts(root, s)) for s in ("sft", "gold", "label", "rm", "sft_stats", "ppo")}

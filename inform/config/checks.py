@@ -85,6 +85,12 @@ def _check_ppo(cfg: DictConfig) -> None:
         _fail("ppo.kl_controller", f"{ppo.kl_controller!r} is not fixed or adaptive")
     if ppo.critic_init not in ("sft", "reward"):
         _fail("ppo.critic_init", f"{ppo.critic_init!r} is not sft or reward")
+    if cfg.rloo.k < 2:
+        _fail("rloo.k", f"must be >= 2: the leave-one-out baseline needs another sample (got {cfg.rloo.k})")
+    if cfg.stage.name == "rloo" and ppo.batch_size % cfg.rloo.k:
+        _fail("rloo.k", f"must divide ppo.batch_size {ppo.batch_size} (RLOO samples k for each of batch_size / k prompts)")
+    if cfg.stage.name == "rloo" and (cfg.ibl_coef or cfg.energy_coef):
+        _fail("ibl_coef" if cfg.ibl_coef else "energy_coef", "the IBL/EPPO reward penalties are implemented for PPO only")
     for key, value in [("label.n_prompts", label.n_prompts), ("label.batch_size", label.batch_size),
                        ("eval.n_prompts", ev.n_prompts), ("eval.batch_size", ev.batch_size)]:
         if value <= 0:
@@ -124,6 +130,18 @@ def _check_detectors(cfg: DictConfig) -> None:
               f"{cfg.objective.head.kind} head")
 
 
+def _check_bon(cfg: DictConfig) -> None:
+    bon = cfg.bon
+    if bon.n_samples < 1:
+        _fail("bon.n_samples", f"must be >= 1 (got {bon.n_samples})")
+    if not bon.ns:
+        _fail("bon.ns", "must list at least one n")
+    bad = [n for n in bon.ns if not 1 <= n <= bon.n_samples]
+    if bad:
+        _fail("bon.ns", f"every n must be in [1, bon.n_samples={bon.n_samples}] (got {bad[0]}): "
+              "best-of-n is estimated from bon.n_samples samples per prompt")
+
+
 def check_values(cfg: DictConfig) -> None:
     """Typed right but impossible: each check names its key."""
     if cfg.beta < 0:
@@ -151,17 +169,23 @@ def check_values(cfg: DictConfig) -> None:
         _check_training(cfg[section], section)
     _check_ppo(cfg)
     _check_detectors(cfg)
+    _check_bon(cfg)
     if cfg.sft.max_steps <= 0 and cfg.sft.epochs <= 0:
         _fail("sft.max_steps", f"set sft.max_steps or sft.epochs > 0 (got {cfg.sft.max_steps} and {cfg.sft.epochs})")
     if cfg.rm.epochs <= 0:
         _fail("rm.epochs", f"must be > 0 (got {cfg.rm.epochs})")
     if cfg.rm.data not in ("human", "labels"):
         _fail("rm.data", f"{cfg.rm.data!r} is not human or labels")
-    for section, role in (("rm", "reward"), ("gold", "gold_model")):
+    for section in ("rm", "gold"):
         if cfg[section].init not in ("base", "sft"):
             _fail(f"{section}.init", f"{cfg[section].init!r} is not base or sft")
-        if cfg[section].init == "sft" and cfg[role].name != cfg.policy.name:
-            _fail(f"{section}.init", f"sft needs the {role} model to be the policy's size ({cfg[role].name} != {cfg.policy.name}); use {section}.init=base")
+    e = cfg.ensemble
+    if e.members < 1:
+        _fail("ensemble.members", f"must be >= 1 (got {e.members})")
+    if e.combine not in ("mean", "min", "uwo", "warm"):
+        _fail("ensemble.combine", f"{e.combine!r} is not mean, min, uwo or warm")
+    if e.uwo_lambda < 0:
+        _fail("ensemble.uwo_lambda", f"must be >= 0 (got {e.uwo_lambda})")
     for k in ("max_prompt_tokens", "max_response_tokens"):
         if cfg.data[k] <= 0:
             _fail(f"data.{k}", f"must be > 0 (got {cfg.data[k]})")

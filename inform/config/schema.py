@@ -103,6 +103,13 @@ class RMSchema(TrainSchema):
 
 
 @dataclass
+class EnsembleSchema:
+    members: int = 1
+    combine: str = "mean"
+    uwo_lambda: float = 0.1
+
+
+@dataclass
 class GoldSchema(TrainSchema):
     init: str = "sft"
     epochs: int = 2
@@ -126,12 +133,23 @@ class PPOSchema(PPOConfig):
 
 
 @dataclass
+class RLOOSchema:
+    k: int = 4
+
+
+@dataclass
 class EvalSchema:
     n_prompts: int = 256
     batch_size: int = 256
     temperature: float = 0.8
     top_p: float = 0.9
     missing_eos_penalty: float = 0.5
+
+
+@dataclass
+class BoNSchema:
+    n_samples: int = 16
+    ns: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
 
 
 @dataclass
@@ -195,10 +213,13 @@ class Schema:
     paths: PathsSchema = field(default_factory=PathsSchema)
     sft: SFTSchema = field(default_factory=SFTSchema)
     rm: RMSchema = field(default_factory=RMSchema)
+    ensemble: EnsembleSchema = field(default_factory=EnsembleSchema)
     gold: GoldSchema = field(default_factory=GoldSchema)
     label: LabelSchema = field(default_factory=LabelSchema)
     ppo: PPOSchema = field(default_factory=PPOSchema)
+    rloo: RLOOSchema = field(default_factory=RLOOSchema)
     eval: EvalSchema = field(default_factory=EvalSchema)
+    bon: BoNSchema = field(default_factory=BoNSchema)
     detect: List[str] = field(default_factory=lambda: ["csi", "mahalanobis", "energy"])
     detectors: DetectorsSchema = field(default_factory=DetectorsSchema)
     early_stop: EarlyStopSchema = field(default_factory=EarlyStopSchema)

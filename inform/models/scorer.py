@@ -29,6 +29,10 @@ class RewardScorer:
         self.max_prompt_tokens, self.max_response_tokens = max_prompt_tokens, max_response_tokens
         self.same_vocab = tokenizer.get_vocab() == policy_tokenizer.get_vocab()
 
+    def to(self, device) -> "RewardScorer":
+        self.model.to(device)
+        return self
+
     @torch.no_grad()
     def raw(self, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> RewardOutput:
         """The RM's output on policy sequences (b, P + R): left-padded prompts, then responses."""

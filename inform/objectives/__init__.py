@@ -7,5 +7,6 @@ the reward module passes a differentiable all-gather to it (see `bsr_loss`).
 from inform.objectives.bsr import bsr_loss
 from inform.objectives.bt import bt_loss
 from inform.objectives.ib import gaussian_kl, ib_loss
+from inform.objectives.margin import hinge_loss, margin_bt_loss
 
-__all__ = ["bt_loss", "ib_loss", "bsr_loss", "gaussian_kl"]
+__all__ = ["bt_loss", "ib_loss", "bsr_loss", "margin_bt_loss", "hinge_loss", "gaussian_kl"]

@@ -2,7 +2,8 @@
 
 It stands in for human judgment: it labels the SFT samples the proxy RM learns from, and
 scores the policy at every eval step. Always a Bradley-Terry RM with a scalar head.
-`gold.init`: `sft` starts from the SFT policy's weights (the tiny pipeline: a random-init
+`gold.init`: `sft` starts from SFT-trained weights of the gold preset (the policy's SFT export when
+the presets match; the tiny pipeline: a random-init
 gold RM judges the policy's samples poorly, correlation with the exact quality 0.57-0.62 on
 PPO samples, against 0.83 from the SFT backbone); `base` from the gold model preset's own
 weights (Vicuna-7B in the paper).
@@ -30,12 +31,12 @@ def gold_spec(cfg: DictConfig) -> dict:
         "precision": str(cfg.trainer.get("precision")),
     }
     if cfg.gold.init == "sft":
-        spec["init"] = "sft-" + spec_hash(sft_spec(cfg))
+        spec["init"] = "sft-" + spec_hash(sft_spec(cfg, "gold_model"))
     return spec
 
 
 def ensure_gold(cfg: DictConfig) -> Path:
-    init_path = ensure_sft(cfg) if cfg.gold.init == "sft" else None
+    init_path = ensure_sft(cfg, "gold_model") if cfg.gold.init == "sft" else None
 
     def build(out: Path) -> None:
         rows = common.load_rows(cfg, "preference")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,22 +16,27 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from inform.data.collate import PromptBatches
+from inform.detect.mahalanobis import GaussianStats, fit_gaussian
 from inform.models.causal_lm import load_causal_lm
+from inform.models.ensemble import EnsembleScorer
 from inform.models.reward_model import RewardModel
 from inform.models.scorer import RewardScorer
 from inform.models.tokenizer import tokenizer_from
 from inform.models.value_model import ValueModel
-from inform.detect.mahalanobis import GaussianStats, fit_gaussian
 from inform.modules.detector_callback import DetectorCallback
 from inform.modules.ppo import PPOModule
 from inform.pipeline import common
 from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, write_json
 from inform.pipeline.gold import ensure_gold, gold_spec
-from inform.pipeline.label import ensure_labels, label_spec, ppo_prompts, read_stats
-from inform.pipeline.reward_fit import load_score_stats
-from inform.pipeline.rm import ensure_rm, rm_spec
+from inform.pipeline.label import ensure_labels, label_spec, ppo_prompts
+from inform.pipeline.scorers import ensure_proxy, gold_scorer, proxy_scorer, proxy_spec
 from inform.pipeline.sft import ensure_sft, sft_spec
-from inform.pipeline.sft_stats import SFTStats, ensure_sft_stats, load_sft_stats, stats_spec
+from inform.pipeline.sft_stats import (
+    SFTStats,
+    ensure_sft_stats,
+    load_sft_stats,
+    stats_spec,
+)
 from inform.report.curves import plot_overoptimization
 from inform.rl.evaluate import Evaluator
 from inform.rl.ppo_config import PPOConfig
@@ -45,7 +51,7 @@ def ppo_spec(cfg: DictConfig) -> dict:
         "early_stop": plain(cfg.early_stop), "seed": cfg.seed, "prompts": plain(cfg.data.prompts),
         "label_prompts": plain(cfg.data.label_prompts),
         "eval_prompts": plain(cfg.data.eval_prompts), "true_reward": plain(cfg.data.true_reward),
-        "n_label_prompts": cfg.label.n_prompts, "sft": spec_hash(sft_spec(cfg)), "rm": spec_hash(rm_spec(cfg)),
+        "n_label_prompts": cfg.label.n_prompts, "sft": spec_hash(sft_spec(cfg)), "rm": proxy_spec(cfg),
         "gold": spec_hash(gold_spec(cfg)), "labels": spec_hash(label_spec(cfg)), "sft_stats": spec_hash(stats_spec(cfg)),
         "max_tokens": [cfg.data.max_prompt_tokens, cfg.data.max_response_tokens],
         "precision": str(cfg.trainer.get("precision")),
@@ -57,48 +63,53 @@ def ppo_config(cfg: DictConfig) -> PPOConfig:
     return PPOConfig(**{k: v for k, v in plain(cfg.ppo).items() if k in keys})
 
 
-def build_module(cfg: DictConfig, sft: Path, rm: Path, gold: Path, labels: Path, stats: SFTStats) -> tuple[PPOModule, PromptBatches]:
-    """The four models, the scorers, the evaluator and the prompt batches of a PPO run."""
+@dataclass
+class RLParts:
+    """What every RL stage (PPO, RLOO) starts from."""
+
+    tok: object
+    policy: torch.nn.Module
+    ref: torch.nn.Module
+    proxy: RewardScorer | EnsembleScorer
+    evaluator: Evaluator
+    batches: PromptBatches
+
+
+def rl_parts(cfg: DictConfig, sft: Path, rm: list[Path], gold: Path, labels: Path, prompts_per_step: int) -> RLParts:
+    """Policy and reference from SFT, the proxy and gold scorers, the evaluator, the prompt batches."""
     tok = tokenizer_from(sft)
-    dtype = cfg.policy.dtype
-    policy = load_causal_lm(str(sft), tok, dtype, cfg.policy.gradient_checkpointing)
-    ref = load_causal_lm(str(sft), tok, dtype)
-    if cfg.ppo.critic_init == "reward":
-        critic = ValueModel.from_reward_model(RewardModel.from_pretrained(rm, cfg.reward.dtype))
-    else:
-        critic = ValueModel.from_causal_lm(load_causal_lm(str(sft), tok, dtype, cfg.policy.gradient_checkpointing))
-    limits = dict(max_prompt_tokens=cfg.data.max_prompt_tokens, max_response_tokens=cfg.data.max_response_tokens)
-    score_stats = load_score_stats(rm)
-    proxy = RewardScorer(
-        RewardModel.from_pretrained(rm, cfg.reward.dtype), tokenizer_from(rm), tok, score_stats["mean"], score_stats["std"],
-        missing_eos_penalty=cfg.ppo.missing_eos_penalty, **limits,
-    )
-    gstats = read_stats(labels)
-    gold_scorer = RewardScorer(
-        RewardModel.from_pretrained(gold, cfg.gold_model.dtype), tokenizer_from(gold), tok, gstats["gold_mean"], gstats["gold_std"],
-        missing_eos_penalty=cfg.eval.missing_eos_penalty, **limits,
-    )
-    eval_rows = common.load_rows(cfg, "eval_prompts")
-    eval_texts = eval_rows["prompt"][: cfg.eval.n_prompts]
+    policy = load_causal_lm(str(sft), tok, cfg.policy.dtype, cfg.policy.gradient_checkpointing)
+    ref = load_causal_lm(str(sft), tok, cfg.policy.dtype)
+    proxy = proxy_scorer(cfg, rm, tok, cfg.ppo.missing_eos_penalty)
+    eval_texts = common.load_rows(cfg, "eval_prompts")["prompt"][: cfg.eval.n_prompts]
     evaluator = Evaluator(
-        common.prompt_ids(cfg, tok, eval_texts, "eval_prompts"), eval_texts, tok, gold_scorer,
+        common.prompt_ids(cfg, tok, eval_texts, "eval_prompts"), eval_texts, tok, gold_scorer(cfg, gold, labels, tok),
         max_new_tokens=cfg.ppo.max_new_tokens, temperature=cfg.eval.temperature, top_p=cfg.eval.top_p,
         batch_size=cfg.eval.batch_size, missing_eos_penalty=cfg.eval.missing_eos_penalty,
         true_reward=instantiate(cfg.data.true_reward) if cfg.data.true_reward is not None else None,
     )
     prompts = ppo_prompts(cfg)
-    if len(prompts) < cfg.ppo.batch_size:
+    if len(prompts) < prompts_per_step:
         raise ValueError(
-            f"data.prompts: {len(prompts)} prompts are left for PPO after the label stage's; "
-            f"ppo.batch_size needs {cfg.ppo.batch_size}"
+            f"data.prompts: {len(prompts)} prompts are left for RL after the label stage's; a step needs {prompts_per_step}"
         )
-    batches = PromptBatches(common.prompt_ids(cfg, tok, prompts, "prompts"), cfg.ppo.batch_size, cfg.ppo.steps, cfg.seed, tok.pad_token_id)
+    batches = PromptBatches(common.prompt_ids(cfg, tok, prompts, "prompts"), prompts_per_step, cfg.ppo.steps, cfg.seed, tok.pad_token_id)
+    return RLParts(tok, policy, ref, proxy, evaluator, batches)
+
+
+def build_module(cfg: DictConfig, sft: Path, rm: list[Path], gold: Path, labels: Path, stats: SFTStats) -> tuple[PPOModule, PromptBatches]:
+    """The four models, the scorers, the evaluator and the prompt batches of a PPO run."""
+    parts = rl_parts(cfg, sft, rm, gold, labels, cfg.ppo.batch_size)
+    if cfg.ppo.critic_init == "reward":
+        critic = ValueModel.from_reward_model(RewardModel.from_pretrained(rm[0], cfg.reward.dtype))
+    else:
+        critic = ValueModel.from_causal_lm(load_causal_lm(str(sft), parts.tok, cfg.policy.dtype, cfg.policy.gradient_checkpointing))
     module = PPOModule(
-        policy, ref, critic, proxy, tok, ppo_config(cfg), evaluator, seed=cfg.seed, on_nonfinite=cfg.on_nonfinite,
-        gaussian=gaussian_of(cfg, stats), record_energy="energy" in cfg.detect,
+        parts.policy, parts.ref, critic, parts.proxy, parts.tok, ppo_config(cfg), parts.evaluator, seed=cfg.seed,
+        on_nonfinite=cfg.on_nonfinite, gaussian=gaussian_of(cfg, stats), record_energy="energy" in cfg.detect,
         sft_energy=None if stats.train_energy is None else torch.from_numpy(stats.train_energy).float(),
     )
-    return module, batches
+    return module, parts.batches
 
 
 def gaussian_of(cfg: DictConfig, stats: SFTStats) -> GaussianStats | None:
@@ -116,16 +127,22 @@ def detector_callback(cfg: DictConfig, out_dir: Path, module: PPOModule, stats: 
     )
 
 
-def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: Path, gold: Path, labels: Path, stats_path: Path) -> None:
+def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: list[Path], gold: Path, labels: Path, stats_path: Path) -> None:
     common.seed_stage(cfg, "ppo")
     stats = load_sft_stats(stats_path)
     module, batches = build_module(cfg, sft, rm, gold, labels, stats)
-    save_dir = common.stage_dir(cfg, "ppo")
-    loggers = common.make_loggers(cfg, "ppo", save_dir)
+    fit_and_export(cfg, out, "ppo", module, batches, stats, spec_hash(ppo_spec(cfg)))
+
+
+def fit_and_export(cfg: DictConfig, out: Path, stage: str, module, batches: PromptBatches, stats: SFTStats, fingerprint: str) -> None:
+    """Train an RL module (PPO, RLOO) one prompt batch per step; export the policy, the eval
+    history, the over-optimization curve and the metrics."""
+    save_dir = common.stage_dir(cfg, stage)
+    loggers = common.make_loggers(cfg, stage, save_dir)
     callbacks = [detector_callback(cfg, save_dir / "csi", module, stats)] if cfg.detect else []
     train_dl = common.make_loader(batches, None, None, shuffle=False, seed=cfg.seed)  # item i = iteration i's prompts
     trainer = common.make_trainer(
-        cfg, "ppo", save_dir, loggers, callbacks, train_loader=train_dl, fingerprint=spec_hash(ppo_spec(cfg)), max_epochs=1, max_steps=-1,
+        cfg, stage, save_dir, loggers, callbacks, train_loader=train_dl, fingerprint=fingerprint, max_epochs=1, max_steps=-1,
         gradient_clip_val=None, limit_val_batches=0, log_every_n_steps=1,
     )
     common.fit(trainer, module, save_dir, train_dl)
@@ -133,7 +150,7 @@ def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: Path, gold: Path, label
     module.policy.save_pretrained(out / "policy")
     module.tokenizer.save_pretrained(out / "policy")
     write_json(out / "eval_history.json", {"history": module.eval_history})
-    title = f"{cfg.objective.name} proxy, kl_coef {cfg.ppo.kl_coef}, label noise {cfg.label_noise}, seed {cfg.seed}"
+    title = f"{stage.upper()}, {cfg.objective.name} proxy, kl_coef {cfg.ppo.kl_coef}, label noise {cfg.label_noise}, seed {cfg.seed}"
     stop = next((cb.stop_step for cb in callbacks if isinstance(cb, DetectorCallback)), None)
     curve = plot_overoptimization(module.eval_history, save_dir / CURVE, title, stop_step=stop)
     shutil.copy(curve, out / CURVE)
@@ -142,8 +159,8 @@ def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: Path, gold: Path, label
     common.log_image(loggers, "curves/overoptimization", curve, step=module.iteration)
     where = common.finish_loggers(loggers)
     write_json(out / "metrics.json", {**summarize(module.eval_history), "runs": where})
-    common.report("ppo", where, save_dir)
-    log.info("ppo: over-optimization curve -> %s", save_dir / CURVE)
+    common.report(stage, where, save_dir)
+    log.info("%s: over-optimization curve -> %s", stage, save_dir / CURVE)
 
 
 def summarize(history: list[dict]) -> dict:
@@ -162,7 +179,7 @@ def summarize(history: list[dict]) -> dict:
 
 
 def ensure_ppo(cfg: DictConfig) -> Path:
-    sft, gold, labels, rm = ensure_sft(cfg), ensure_gold(cfg), ensure_labels(cfg), ensure_rm(cfg)
+    sft, gold, labels, rm = ensure_sft(cfg), ensure_gold(cfg), ensure_labels(cfg), ensure_proxy(cfg)
     stats = ensure_sft_stats(cfg)
     return build_once(cfg.paths.artifacts, "ppo", ppo_spec(cfg), lambda out: train_ppo(cfg, out, sft, rm, gold, labels, stats))
 

@@ -31,8 +31,14 @@ def pair_examples(tokenizer, rows, cfg: DictConfig) -> list[tuple[list[int], lis
 def fit_reward_model(
     cfg: DictConfig, out: Path, *, stage: str, model_cfg: DictConfig, section: DictConfig,
     objective: DictConfig, rows, init_path: Path | None = None, fingerprint: str = "",
+    data_seed: int | None = None, head_seed: int | None = None,
 ) -> None:
-    """Train a reward model on preference rows and export it to `out` (shared by rm and gold)."""
+    """Train a reward model on preference rows and export it to `out` (shared by rm and gold).
+
+    `data_seed` (data order) and `head_seed` (head init) default to `cfg.seed`; ensemble
+    members and WARM's members set them."""
+    data_seed = cfg.seed if data_seed is None else data_seed
+    head_seed = cfg.seed if head_seed is None else head_seed
     common.seed_stage(cfg, stage)
     if init_path is None:
         tokenizer = load_tokenizer(model_cfg)
@@ -41,13 +47,13 @@ def fit_reward_model(
         tokenizer = tokenizer_from(init_path)
         lm = load_causal_lm(str(init_path), tokenizer, model_cfg.dtype, model_cfg.gradient_checkpointing)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(head_seed)
         model = RewardModel.from_causal_lm(lm, plain(objective.head))
     del lm
 
     train, val = common.holdout(pair_examples(tokenizer, rows, cfg), section.val_size)
     collate = PreferenceCollator(tokenizer.pad_token_id)
-    train_dl = common.make_loader(train, section.batch_size, collate, shuffle=True, seed=cfg.seed)
+    train_dl = common.make_loader(train, section.batch_size, collate, shuffle=True, seed=data_seed)
     val_dl = DataLoader(val, batch_size=section.batch_size, collate_fn=collate) if val else None
 
     save_dir = common.stage_dir(cfg, stage)

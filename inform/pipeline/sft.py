@@ -1,4 +1,9 @@
-"""Stage `sft`: fine-tune the policy model on demonstrations; export it with save_pretrained."""
+"""Stage `sft`: fine-tune the policy model on demonstrations; export it with save_pretrained.
+
+`rm.init=sft` and `gold.init=sft` start a reward model from SFT-trained weights of *its own*
+preset: the policy's export when the presets are the same, else the same SFT recipe run on
+the reward preset (`ensure_sft(cfg, "reward")`, logged as stage `sft_reward`). At tiny scale
+that stands in for the pretrained checkpoint of another size (proxy RMs of 3 sizes)."""
 from __future__ import annotations
 
 import logging
@@ -17,19 +22,25 @@ from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, wr
 log = logging.getLogger("inform")
 
 
-def sft_spec(cfg: DictConfig) -> dict:
-    """What the SFT export depends on (its cache key)."""
+def sft_role(cfg: DictConfig, role: str) -> str:
+    """The role whose SFT run serves `role`: a preset equal to the policy's shares its export."""
+    return "policy" if role == "policy" or plain(cfg[role]) == plain(cfg.policy) else role
+
+
+def sft_spec(cfg: DictConfig, role: str = "policy") -> dict:
+    """What the SFT export of the `role` preset (policy, reward, gold_model) depends on."""
     return {
-        "policy": plain(cfg.policy), "data": plain(cfg.data.sft), "sft": plain(cfg.sft), "seed": cfg.seed,
+        "policy": plain(cfg[sft_role(cfg, role)]), "data": plain(cfg.data.sft), "sft": plain(cfg.sft), "seed": cfg.seed,
         "max_tokens": [cfg.data.max_prompt_tokens, cfg.data.max_response_tokens],
         "precision": str(cfg.trainer.get("precision")),
     }
 
 
-def train_sft(cfg: DictConfig, out: Path) -> None:
-    common.seed_stage(cfg, "sft")
-    tokenizer = load_tokenizer(cfg.policy)
-    model = build_causal_lm(cfg.policy, tokenizer, seed=cfg.seed)
+def train_sft(cfg: DictConfig, out: Path, role: str = "policy") -> None:
+    stage = "sft" if role == "policy" else f"sft_{role.split('_')[0]}"
+    common.seed_stage(cfg, stage)
+    tokenizer = load_tokenizer(cfg[role])
+    model = build_causal_lm(cfg[role], tokenizer, seed=cfg.seed)
     rows = common.load_rows(cfg, "sft")
     examples = list(
         zip(
@@ -42,13 +53,13 @@ def train_sft(cfg: DictConfig, out: Path) -> None:
     train_dl = common.make_loader(train, cfg.sft.batch_size, collate, shuffle=True, seed=cfg.seed)
     val_dl = DataLoader(val, batch_size=cfg.sft.batch_size, collate_fn=collate) if val else None
 
-    save_dir = common.stage_dir(cfg, "sft")
-    loggers = common.make_loggers(cfg, "sft", save_dir)
+    save_dir = common.stage_dir(cfg, stage)
+    loggers = common.make_loggers(cfg, stage, save_dir)
     module = SFTModule(
         model, lr=cfg.sft.lr, weight_decay=cfg.sft.weight_decay, warmup_steps=cfg.sft.warmup_steps, on_nonfinite=cfg.on_nonfinite
     )
     trainer = common.make_trainer(
-        cfg, "sft", save_dir, loggers, train_loader=train_dl, fingerprint=spec_hash(sft_spec(cfg)),
+        cfg, stage, save_dir, loggers, train_loader=train_dl, fingerprint=spec_hash(sft_spec(cfg, role)),
         max_steps=cfg.sft.max_steps, max_epochs=cfg.sft.epochs,
         val_check_interval=cfg.sft.val_every, check_val_every_n_epoch=None,
     )
@@ -58,12 +69,13 @@ def train_sft(cfg: DictConfig, out: Path) -> None:
     metrics = common.metrics_of(trainer)
     where = common.finish_loggers(loggers)
     write_json(out / "metrics.json", {**metrics, "runs": where})
-    common.report("sft", where, save_dir)
+    common.report(stage, where, save_dir)
 
 
-def ensure_sft(cfg: DictConfig) -> Path:
-    """The SFT export folder (a transformers model + tokenizer), trained unless cached."""
-    return build_once(cfg.paths.artifacts, "sft", sft_spec(cfg), lambda out: train_sft(cfg, out))
+def ensure_sft(cfg: DictConfig, role: str = "policy") -> Path:
+    """The SFT export folder (a transformers model + tokenizer) of the `role` preset, trained unless cached."""
+    role = sft_role(cfg, role)
+    return build_once(cfg.paths.artifacts, "sft", sft_spec(cfg, role), lambda out: train_sft(cfg, out, role))
 
 
 def run_sft(cfg: DictConfig) -> dict:

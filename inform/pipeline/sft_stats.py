@@ -16,18 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
 from inform.detect.energy import EnergyRecorder
 from inform.models.causal_lm import load_causal_lm
-from inform.models.reward_model import RewardModel
-from inform.models.scorer import RewardScorer
 from inform.models.tokenizer import tokenizer_from
 from inform.pipeline import common
 from inform.pipeline.cache import build_once, plain, spec_hash
 from inform.pipeline.label import ppo_prompts
-from inform.pipeline.rm import ensure_rm, rm_spec
+from inform.pipeline.scorers import ensure_proxy, proxy_scorer, proxy_spec
 from inform.pipeline.sft import ensure_sft, sft_spec
 from inform.rl.evaluate import Evaluator
 
@@ -49,7 +46,7 @@ def needs_train_stats(cfg: DictConfig) -> bool:
 
 def stats_spec(cfg: DictConfig) -> dict:
     return {
-        "sft": spec_hash(sft_spec(cfg)), "rm": spec_hash(rm_spec(cfg)), "seed": cfg.seed, "eval": plain(cfg.eval),
+        "sft": spec_hash(sft_spec(cfg)), "rm": proxy_spec(cfg), "seed": cfg.seed, "eval": plain(cfg.eval),
         "eval_prompts": plain(cfg.data.eval_prompts), "prompts": plain(cfg.data.prompts),
         "label_prompts": plain(cfg.data.label_prompts), "n_label_prompts": cfg.label.n_prompts,
         "sampling": [cfg.ppo.temperature, cfg.ppo.top_p, cfg.ppo.max_new_tokens],
@@ -57,13 +54,12 @@ def stats_spec(cfg: DictConfig) -> dict:
     }
 
 
-def compute_stats(cfg: DictConfig, out: Path, sft: Path, rm: Path) -> None:
+def compute_stats(cfg: DictConfig, out: Path, sft: Path, rm: list[Path]) -> None:
     common.seed_stage(cfg, "sft_stats")
     device = common.stage_device(cfg)
     tok = tokenizer_from(sft)
     policy = load_causal_lm(str(sft), tok, cfg.policy.dtype).to(device).eval()
-    proxy = RewardScorer(RewardModel.from_pretrained(rm, cfg.reward.dtype).to(device), tokenizer_from(rm), tok,
-                         max_prompt_tokens=cfg.data.max_prompt_tokens, max_response_tokens=cfg.data.max_response_tokens)
+    proxy = proxy_scorer(cfg, rm, tok, missing_eos_penalty=0.0).to(device)
     energy = EnergyRecorder(policy)
 
     def samples(texts: list[str], role: str, temperature: float, top_p: float, seed: int):
@@ -84,7 +80,7 @@ def compute_stats(cfg: DictConfig, out: Path, sft: Path, rm: Path) -> None:
 
 
 def ensure_sft_stats(cfg: DictConfig) -> Path:
-    sft, rm = ensure_sft(cfg), ensure_rm(cfg)
+    sft, rm = ensure_sft(cfg), ensure_proxy(cfg)
     return build_once(cfg.paths.artifacts, "sft_stats", stats_spec(cfg), lambda out: compute_stats(cfg, out, sft, rm))
 
 

@@ -75,8 +75,8 @@ def plot_overoptimization(history: list[dict], path: str | Path, title: str = ""
     ax_kl.set_ylabel("reward (SD units of the SFT samples)")
     ax_kl.set_title("against KL")
     _panel(ax_step, history, "step")
-    ax_step.set_xlabel("PPO step")
-    ax_step.set_title("against PPO step")
+    ax_step.set_xlabel("RL step (PPO or RLOO iteration)")
+    ax_step.set_title("against RL step")
     if has_csi:
         _csi_panel(axes[1], history)
     stop = next((r for r in history if r["step"] == stop_step), None) if stop_step is not None else None
