@@ -23,22 +23,12 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from inform.detect.early_stop import ChangeRateStop
 from inform.report.curves import plt, save_figure
+from inform.report.runs import eval_rows, fire_step, fmt, gold_at_kl, log_analysis
 from inform.tracking.wandb_offline import find_runs
 
 DETECTORS = {"csi/value": "CSI", "detect/mahalanobis_mean": "Mahalanobis", "detect/mop": "MOP", "detect/energy_gap": "energy gap"}
 KL_POINTS = (1.0, 2.0, 5.0)
-
-
-def eval_rows(run) -> list[dict]:
-    """One dict per eval step: step, gold, proxy, kl and the detector metrics."""
-    rows = {}
-    for row in run.history:
-        if "reward/gold" in row:
-            step = row.get("trainer/global_step", row.get("_step"))
-            rows[step] = {"step": step, **row}
-    return [rows[s] for s in sorted(rows)]
 
 
 def describe(run) -> dict:
@@ -49,13 +39,6 @@ def describe(run) -> dict:
     elif c.get("energy_coef"):
         method = f"EPPO {c['energy_coef']:g}"
     return {"objective": c["objective"]["name"], "seed": c["seed"], "method": method, "rows": eval_rows(run), "name": c.get("name")}
-
-
-def fire_step(series: list[float], steps: list[int], e_max: float = 10.0) -> int | None:
-    stop = ChangeRateStop(e_max)
-    for v in series:
-        stop.update(v)
-    return None if stop.fired_at is None else steps[stop.fired_at]
 
 
 def detector_table(runs: list[dict]) -> tuple[list[dict], dict]:
@@ -88,15 +71,6 @@ def detector_table(runs: list[dict]) -> tuple[list[dict], dict]:
     return table, per
 
 
-def gold_at_kl(rows: list[dict], kl: float) -> float | None:
-    """Gold at a given KL, linear between the eval points (the first crossing); None if never reached."""
-    pts = [(x["eval/kl"], x["reward/gold"]) for x in rows]
-    for (k0, g0), (k1, g1) in zip(pts, pts[1:]):
-        if k0 <= kl <= k1 and k1 > k0:
-            return g0 + (g1 - g0) * (kl - k0) / (k1 - k0)
-    return None
-
-
 def mitigation_table(runs: list[dict]) -> list[dict]:
     by = defaultdict(list)
     for r in runs:
@@ -112,14 +86,6 @@ def mitigation_table(runs: list[dict]) -> list[dict]:
         row["final_kl"] = [i["rows"][-1]["eval/kl"] for i in items]
         table.append(row)
     return table
-
-
-def fmt(vals: list[float], digits: int = 2) -> str:
-    if not vals:
-        return "n/a"
-    if len(vals) == 1:
-        return f"{vals[0]:.{digits}f}"
-    return f"{statistics.mean(vals):.{digits}f} ± {statistics.pstdev(vals):.{digits}f}"
 
 
 def plot_detectors(per: dict, path: Path) -> Path:
@@ -187,14 +153,6 @@ def write_markdown(det: list[dict], mit: list[dict], path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
-def log_to_wandb(images: dict[str, Path], out: Path) -> None:
-    import wandb
-
-    run = wandb.init(project="inform", job_type="analysis", group="detectors-analysis", mode="offline", dir=str(out), name="detectors-analysis")
-    run.log({k: wandb.Image(str(p)) for k, p in images.items()})
-    run.finish()
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", type=Path)
@@ -212,7 +170,7 @@ def main(argv=None) -> dict:
     write_markdown(det, mit, args.out / "results.md")
     if not args.no_wandb:
         (args.runs / "analysis").mkdir(parents=True, exist_ok=True)
-        log_to_wandb(images, args.runs / "analysis")
+        log_analysis(images, args.runs / "analysis", "detectors-analysis", args.out / "results.md")
     print((args.out / "results.md").read_text())
     return {"detectors": det, "mitigations": mit}
 

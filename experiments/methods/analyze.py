@@ -1,0 +1,129 @@
+"""(a) Gold and proxy reward against KL for BT, IB, BSR, ensemble-UWO, WARM and BT+KL, at
+each proxy size, with and without label noise: read the PPO runs of run.sh back (W&B offline
+files), draw one panel per (label noise, proxy size) and write the table.
+
+A method is told by its run's config: the objective's name, `ensemble.members/combine`, and
+`kl_coef` above the default (BT+KL). Writes methods.png and results.md next to this file
+(or --out) and logs both to a W&B offline run (job type `analysis`).
+
+    python experiments/methods/analyze.py experiments/methods/runs [--out experiments/methods]
+"""
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+from inform.report.curves import plt, save_figure
+from inform.report.runs import RL_JOBS, eval_rows, fmt, gold_at_kl, log_analysis
+from inform.tracking.wandb_offline import find_runs
+
+DEFAULT_KL = 0.05
+KL_POINTS = (2.0, 5.0)
+ORDER = ["BT", "BT+KL", "IB", "BSR", "Ensemble-UWO", "Ensemble-mean", "Ensemble-min", "WARM"]
+SIZE_ORDER = ["tiny-small", "tiny", "tiny-large", "pythia-70m", "pythia-160m", "pythia-410m", "pythia-1.4b", "pythia-2.8b", "pythia-6.9b"]
+
+
+def method_of(config: dict) -> str:
+    name = config["objective"]["name"].upper().replace("_", "-")
+    ens = config.get("ensemble") or {}
+    if ens.get("members", 1) > 1:
+        name = "WARM" if ens["combine"] == "warm" else f"Ensemble-{ens['combine'].upper() if ens['combine'] == 'uwo' else ens['combine']}"
+    if config.get("kl_coef", DEFAULT_KL) > DEFAULT_KL and name == "BT":
+        name = "BT+KL"
+    return name
+
+
+def describe(run) -> dict:
+    c = run.config
+    return {"method": method_of(c), "size": c["reward"]["name"], "noise": float(c["label_noise"]), "seed": c["seed"],
+            "kl_coef": c["kl_coef"], "rows": eval_rows(run)}
+
+
+def table(runs: list[dict]) -> list[dict]:
+    by = defaultdict(list)
+    for r in runs:
+        by[(r["noise"], r["size"], r["method"])].append(r)
+    out = []
+    for (noise, size, method), items in sorted(by.items(), key=lambda kv: (kv[0][0], rank(kv[0][1], SIZE_ORDER), rank(kv[0][2], ORDER))):
+        peaks = [max(i["rows"], key=lambda x: x["reward/gold"]) for i in items]
+        row = {"noise": noise, "size": size, "method": method, "seeds": len(items),
+               "sft_gold": [i["rows"][0]["reward/gold"] for i in items],
+               "peak_gold": [p["reward/gold"] for p in peaks], "peak_kl": [p["eval/kl"] for p in peaks],
+               "final_gold": [i["rows"][-1]["reward/gold"] for i in items], "final_kl": [i["rows"][-1]["eval/kl"] for i in items],
+               "final_proxy": [i["rows"][-1]["reward/proxy_eval"] for i in items]}
+        for kl in KL_POINTS:
+            row[f"gold@{kl:g}"] = [v for v in (gold_at_kl(i["rows"], kl) for i in items) if v is not None]
+        out.append(row)
+    return out
+
+
+def rank(value: str, order: list[str]) -> int:
+    return order.index(value) if value in order else len(order)
+
+
+def plot(runs: list[dict], path: Path) -> Path:
+    noises = sorted({r["noise"] for r in runs})
+    sizes = sorted({r["size"] for r in runs}, key=lambda s: rank(s, SIZE_ORDER))
+    methods = sorted({r["method"] for r in runs}, key=lambda m: rank(m, ORDER))
+    colors = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, axes = plt.subplots(len(noises), len(sizes), figsize=(4.6 * len(sizes), 3.6 * len(noises)), dpi=100, squeeze=False, sharey=True)
+    for i, noise in enumerate(noises):
+        for j, size in enumerate(sizes):
+            ax = axes[i][j]
+            for r in (r for r in runs if r["noise"] == noise and r["size"] == size):
+                kl = [x["eval/kl"] for x in r["rows"]]
+                ax.plot(kl, [x["reward/gold"] for x in r["rows"]], color=colors[r["method"]], linewidth=1.6, label=r["method"])
+                ax.plot(kl, [x["reward/proxy_eval"] for x in r["rows"]], color=colors[r["method"]], linewidth=0.8, linestyle=":", alpha=0.7)
+            ax.axhline(0.0, color="grey", linewidth=0.6)
+            ax.set_title(f"proxy {size}, label noise {noise:g}", fontsize=9)
+            ax.set_xlabel("KL(pi || pi_ref) per response (nats)", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("reward (SD units of SFT samples)", fontsize=8)
+            ax.grid(alpha=0.3)
+    handles = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle("gold RM (solid) and proxy RM (dotted) against KL, per method", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return save_figure(fig, path)
+
+
+def write_markdown(rows: list[dict], path: Path) -> None:
+    lines = ["# Methods against over-optimization on the tiny pipeline", "",
+             "Generated by `experiments/methods/analyze.py` from the W&B offline runs of `run.sh`. Rewards in SD units of "
+             "the SFT samples (gold 0 = the SFT policy's level); KL per response in nats.", "",
+             "| label noise | proxy | method | seeds | SFT gold | peak gold | KL at peak | gold @ KL 2 | gold @ KL 5 | final gold | final KL | final proxy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['noise']:g} | {r['size']} | {r['method']} | {r['seeds']} | {fmt(r['sft_gold'])} | {fmt(r['peak_gold'])} | "
+                     f"{fmt(r['peak_kl'], 1)} | {fmt(r['gold@2'])} | {fmt(r['gold@5'])} | {fmt(r['final_gold'])} | "
+                     f"{fmt(r['final_kl'], 1)} | {fmt(r['final_proxy'])} |")
+    lines += ["", "gold @ KL k: interpolated between eval points, over the runs that reached that KL (`n/a`: none did).", ""]
+    path.write_text("\n".join(lines))
+
+
+def main(argv=None) -> list[dict]:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("runs", type=Path)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    ap.add_argument("--no-wandb", action="store_true")
+    args = ap.parse_args(argv)
+    runs = [describe(r) for r in find_runs(args.runs, merge_resumed=True) if r.job_type in RL_JOBS]
+    runs = [r for r in runs if r["rows"]]
+    if not runs:
+        raise SystemExit(f"{args.runs}: no PPO runs with eval steps found")
+    rows = table(runs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    images = {"analysis/methods": plot(runs, args.out / "methods.png")}
+    write_markdown(rows, args.out / "results.md")
+    if not args.no_wandb:
+        log_analysis(images, args.runs / "analysis", "methods-analysis", args.out / "results.md")
+    print((args.out / "results.md").read_text())
+    return rows
+
+
+if __name__ == "__main__":
+    main()
