@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test venv bench clean experiment-detectors
+.PHONY: run test venv bench clean experiment-detectors experiment-rm-accuracy
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,3 +29,9 @@ clean:
 
 experiment-detectors: venv
 	bash experiments/detectors/run.sh
+
+# RM accuracy on HH / AlpacaFarm / TL;DR / synthetic. Default: the tiny RMs, here on CPU;
+# RM_ACCURACY_ARGS= (empty): Pythia-410m RMs on one GPU; RM_ACCURACY_ARGS=--slurm: as a job array
+RM_ACCURACY_ARGS ?= --tiny
+experiment-rm-accuracy: venv
+	bash experiments/rm_accuracy/run.sh $(RM_ACCURACY_ARGS)
