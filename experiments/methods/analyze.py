@@ -26,6 +26,8 @@ SIZE_ORDER = ["tiny-small", "tiny", "tiny-large", "pythia-70m", "pythia-160m", "
 
 def method_of(config: dict) -> str:
     name = config["objective"]["name"].upper().replace("_", "-")
+    if name == "IB" and (config.get("beta"), config.get("latent_dim")) != (0.1, 128):  # the paper's defaults
+        name += f" (beta {config.get('beta'):g}, d {config.get('latent_dim')})"
     ens = config.get("ensemble") or {}
     if ens.get("members", 1) > 1:
         name = "WARM" if ens["combine"] == "warm" else f"Ensemble-{ens['combine'].upper() if ens['combine'] == 'uwo' else ens['combine']}"
@@ -38,6 +40,10 @@ def describe(run) -> dict:
     c = run.config
     return {"method": method_of(c), "size": c["reward"]["name"], "noise": float(c["label_noise"]), "seed": c["seed"],
             "kl_coef": c["kl_coef"], "rows": eval_rows(run)}
+
+
+def key(r: dict) -> tuple:
+    return (r["noise"], r["size"], r["method"], r["seed"])
 
 
 def table(runs: list[dict]) -> list[dict]:
@@ -66,7 +72,8 @@ def plot(runs: list[dict], path: Path) -> Path:
     noises = sorted({r["noise"] for r in runs})
     sizes = sorted({r["size"] for r in runs}, key=lambda s: rank(s, SIZE_ORDER))
     methods = sorted({r["method"] for r in runs}, key=lambda m: rank(m, ORDER))
-    colors = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
     fig, axes = plt.subplots(len(noises), len(sizes), figsize=(4.6 * len(sizes), 3.6 * len(noises)), dpi=100, squeeze=False, sharey=True)
     for i, noise in enumerate(noises):
         for j, size in enumerate(sizes):
@@ -110,9 +117,17 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("runs", type=Path)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     ap.add_argument("--no-wandb", action="store_true")
+    ap.add_argument("--fill-from", type=Path, nargs="*", default=[],
+                    help="other sweep folders sharing the artifact cache: a point whose PPO stage came from the cache "
+                         "logged no run here, but the experiment that built it did")
     args = ap.parse_args(argv)
-    runs = [describe(r) for r in find_runs(args.runs, merge_resumed=True) if r.job_type in RL_JOBS]
-    runs = [r for r in runs if r["rows"]]
+    runs = [r for r in (describe(x) for x in find_runs(args.runs, merge_resumed=True) if x.job_type in RL_JOBS) if r["rows"]]
+    have = {key(r) for r in runs}
+    for folder in args.fill_from:
+        for r in (describe(x) for x in find_runs(folder, merge_resumed=True) if x.job_type in RL_JOBS):
+            if r["rows"] and r["method"] in ORDER and key(r) not in have:
+                runs.append(r)
+                have.add(key(r))
     if not runs:
         raise SystemExit(f"{args.runs}: no PPO runs with eval steps found")
     rows = table(runs)

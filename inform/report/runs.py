@@ -61,3 +61,4 @@ def log_analysis(images: dict[str, Path], out: Path, name: str, table_md: Path |
         payload["analysis/results_md"] = wandb.Html(f"<pre>{table_md.read_text()}</pre>")
     run.log(payload)
     run.finish()
+    wandb.teardown()  # wandb 0.31 offline: finish() can return before the run record is on disk

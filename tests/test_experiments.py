@@ -1,0 +1,71 @@
+"""The analysis scripts of experiments/ (a) methods, (b) sensitivity, (c) CSI traces, each on
+the real W&B offline runs of the shared smoke sweep (two IB proxies, beta 0.1 and 0.01)."""
+import importlib.util
+
+import pytest
+
+from inform.tracking.wandb_offline import find_runs
+from tests.conftest import ROOT
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(f"analyze_{name}", ROOT / "experiments" / name / "analyze.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_methods_are_told_apart_by_their_configs():
+    method_of = script("methods").method_of
+    base = {"objective": {"name": "bt"}, "kl_coef": 0.05, "ensemble": {"members": 1, "combine": "mean"}}
+    assert method_of(base) == "BT"
+    assert method_of({**base, "kl_coef": 0.2}) == "BT+KL"
+    assert method_of({**base, "objective": {"name": "ib"}, "beta": 0.1, "latent_dim": 128}) == "IB"
+    assert method_of({**base, "objective": {"name": "ib"}, "beta": 0.01, "latent_dim": 64}) == "IB (beta 0.01, d 64)"
+    assert method_of({**base, "objective": {"name": "bsr"}}) == "BSR"
+    assert method_of({**base, "ensemble": {"members": 3, "combine": "uwo"}}) == "Ensemble-UWO"
+    assert method_of({**base, "ensemble": {"members": 3, "combine": "warm"}}) == "WARM"
+    assert method_of({**base, "objective": {"name": "bt_margin"}}) == "BT-MARGIN"
+
+
+@pytest.mark.slow
+def test_methods_analysis_draws_gold_and_proxy_against_kl_and_logs_to_wandb(sweep, tmp_path):
+    root, _ = sweep
+    rows = script("methods").main([str(root / "multirun"), "--out", str(tmp_path)])
+    # IB proxies at beta 0.1 (the paper's default) and 0.01, tiny, label noise 0.25: one row each
+    assert sorted(r["method"] for r in rows) == ["IB", "IB (beta 0.01, d 128)"]
+    row = next(r for r in rows if r["method"] == "IB")
+    assert (row["size"], row["noise"], row["seeds"]) == ("tiny", 0.25, 1)
+    assert row["peak_gold"][0] >= row["sft_gold"][0] and row["final_kl"][0] > 0
+    assert (tmp_path / "methods.png").read_bytes()[:8] == PNG
+    assert "| 0.25 | tiny | IB | 1 |" in (tmp_path / "results.md").read_text()
+    (run,) = [r for r in find_runs(root / "multirun" / "analysis") if r.name == "methods-analysis"]
+    assert run.job_type == "analysis" and any("analysis/methods" in f for f in run.files)
+
+
+@pytest.mark.slow
+def test_sensitivity_analysis_fills_the_grid_from_rm_and_ppo_runs(sweep, tmp_path):
+    root, _ = sweep
+    cells = script("sensitivity").main([str(root / "multirun"), "--out", str(tmp_path), "--no-wandb"])
+    assert set(cells) == {(0.1, 128), (0.01, 128)}
+    for cell in cells.values():
+        assert len(cell["rm_acc"]) == 1 and 0.5 < cell["rm_acc"][0] <= 1.0  # the sweep's own rm runs
+        assert len(cell["peak_gold"]) == len(cell["final_gold"]) == 1 and cell["final_kl"][0] > 0
+    text = (tmp_path / "results.md").read_text()
+    assert "| 0.1 | 128 |" in text and "| 0.01 | 128 |" in text
+    assert (tmp_path / "sensitivity.png").read_bytes()[:8] == PNG
+
+
+@pytest.mark.slow
+def test_csi_traces_analysis_replays_early_stopping_against_the_gold_peak(sweep, tmp_path):
+    root, _ = sweep
+    traces = script("csi_traces").main([str(root / "multirun"), "--out", str(tmp_path), "--no-wandb", "--e-max", "1e-9"])
+    assert len(traces) == 2
+    for t in traces:
+        assert t["steps"] == [0, 4, 8, 12, 16] and len(t["csi"]) == 5
+        assert t["fire_step"] == 8  # e_max tiny: the rule fires at its first ratio, the third CSI value
+        assert t["gold"][t["steps"].index(t["peak_step"])] == max(t["gold"])
+    assert (tmp_path / "csi_traces.png").read_bytes()[:8] == PNG
+    assert (tmp_path / "results.md").read_text().count("| ib |") == 2
