@@ -68,3 +68,12 @@ def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     proc = run_inform("-m", "experiment=smoke", "beta=0.1,0.01", cwd=root)
     return root, proc
+
+
+def copy_upstream(root: Path, dest: Path, stages=("sft", "gold", "label", "rm", "sft_stats")) -> Path:
+    """The sweep's cached stages copied to `dest/artifacts`: a test that adds artifacts of its
+    own (ensemble members, RLOO, best-of-n) reuses the upstream without changing the shared folder."""
+    for art in (root / "artifacts").iterdir():
+        if art.is_dir() and art.name.rsplit("-", 1)[0] in stages:
+            shutil.copytree(art, dest / "artifacts" / art.name)
+    return dest / "artifacts"

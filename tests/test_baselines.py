@@ -12,7 +12,7 @@ from inform.models.reward_model import RewardModel
 from inform.models.scorer import RewardScorer
 from inform.rl.rloo import rloo_advantages
 from inform.tracking.csv_metrics import read_csv_metrics, series
-from tests.conftest import run_inform
+from tests.conftest import copy_upstream, run_inform
 
 
 # ---------------------------------------------------------------------- the math, by hand
@@ -97,8 +97,9 @@ def artifact(root: Path, stage: str) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_rloo_raises_the_proxy_reward_with_ppos_eval_and_detectors(sweep):
-    root, _ = sweep
+def test_rloo_raises_the_proxy_reward_with_ppos_eval_and_detectors(sweep, tmp_path):
+    root = tmp_path
+    copy_upstream(sweep[0], root)
     proc = run_inform("experiment=smoke", "beta=0.01", "stage=rloo", "rloo.k=4", "logger=csv", f"hydra.run.dir={root}/rloo", cwd=root)
     assert "rloo: built" in proc.stdout and "sft: built" not in proc.stdout and " - rm: built" not in proc.stdout
     (out,) = artifact(root, "rloo")
@@ -113,8 +114,9 @@ def test_rloo_raises_the_proxy_reward_with_ppos_eval_and_detectors(sweep):
 
 
 @pytest.mark.slow
-def test_ensemble_and_warm_proxies_train_members_once_and_run_ppo(sweep):
-    root, _ = sweep
+def test_ensemble_and_warm_proxies_train_members_once_and_run_ppo(sweep, tmp_path):
+    root = tmp_path
+    copy_upstream(sweep[0], root)
     base = ["experiment=smoke", "beta=0.01", "ensemble.members=2", "ppo.steps=4", "logger=csv", "detect=[csi]"]
     uwo = run_inform(*base, "ensemble.combine=uwo", "stage=ppo", f"hydra.run.dir={root}/uwo", cwd=root)
     # member 0 is the sweep's beta=0.01 proxy (reused); member 1 is trained with seed + 1000

@@ -9,7 +9,7 @@ import torch
 
 from inform.config import ConfigError, validate
 from inform.rl.best_of_n import best_of_n, bon_curve, bon_kl, bon_weights
-from tests.conftest import run_inform
+from tests.conftest import copy_upstream, run_inform
 
 
 def test_weights_sum_to_one_and_match_hand_values():
@@ -98,10 +98,11 @@ def test_config_rejects_an_n_above_n_samples(compose):
 
 
 @pytest.mark.slow
-def test_bon_stage_end_to_end(tmp_path):
-    """`python run.py experiment=smoke stage=bon` builds the smoke upstream, samples and writes the curve."""
+def test_bon_stage_end_to_end(sweep, tmp_path):
+    """`python run.py experiment=smoke stage=bon` on (a copy of) the smoke sweep's upstream: samples and writes the curve."""
+    copy_upstream(sweep[0], tmp_path)
     proc = run_inform(
-        "experiment=smoke", "stage=bon", "bon.n_samples=4", "bon.ns=[1,2,4]", "eval.n_prompts=32", "logger=csv",
+        "experiment=smoke", "beta=0.01", "stage=bon", "bon.n_samples=4", "bon.ns=[1,2,4]", "eval.n_prompts=32", "logger=csv",
         f"paths.artifacts={tmp_path}/artifacts", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path,
     )
     (bon,) = sorted(p for p in (tmp_path / "artifacts").glob("bon-*") if p.is_dir())
@@ -117,4 +118,4 @@ def test_bon_stage_end_to_end(tmp_path):
     assert metrics["bon/gold@4"] == pytest.approx(rows[2]["bon/gold"])
     csv = next((tmp_path / "run").rglob("bon/csv/part0/metrics.csv")).read_text().splitlines()
     assert "bon/gold" in csv[0] and len(csv) == 4  # header + one row per n
-    assert "bon: n=4" in proc.stdout + proc.stderr
+    assert "bon: n=4" in proc.stdout + proc.stderr and "sft: built" not in proc.stdout  # the upstream is reused

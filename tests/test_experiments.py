@@ -41,7 +41,7 @@ def test_methods_analysis_draws_gold_and_proxy_against_kl_and_logs_to_wandb(swee
     assert row["peak_gold"][0] >= row["sft_gold"][0] and row["final_kl"][0] > 0
     assert (tmp_path / "methods.png").read_bytes()[:8] == PNG
     assert "| 0.25 | tiny | IB | 1 |" in (tmp_path / "results.md").read_text()
-    (run,) = [r for r in find_runs(root / "multirun" / "analysis") if r.name == "methods-analysis"]
+    (run,) = [r for r in find_runs(tmp_path) if r.name == "methods-analysis"]
     assert run.job_type == "analysis" and any("analysis/methods" in f for f in run.files)
 
 

@@ -174,5 +174,5 @@ def test_detector_analysis_script_reads_the_runs_back_and_draws_its_figures(swee
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     text = (tmp_path / "results.md").read_text()
     assert "| ib | Mahalanobis |" in text and "| plain | 2 |" in text
-    (run,) = [r for r in find_runs(root / "multirun" / "analysis") if r.job_type == "analysis"]
+    (run,) = [r for r in find_runs(tmp_path) if r.job_type == "analysis"]
     assert sorted(f.split("_")[0] for f in run.files if f.startswith("media/images")) == ["media/images/analysis/detectors", "media/images/analysis/mitigations"]

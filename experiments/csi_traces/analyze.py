@@ -83,7 +83,7 @@ def main(argv=None) -> list[dict]:
     images = {"analysis/csi_traces": plot(traces, args.out / "csi_traces.png")}
     write_markdown(traces, args.e_max, args.out / "results.md")
     if not args.no_wandb:
-        log_analysis(images, args.runs / "analysis", "csi-traces-analysis", args.out / "results.md")
+        log_analysis(images, args.out, "csi-traces-analysis", args.out / "results.md")
     print((args.out / "results.md").read_text())
     return traces
 

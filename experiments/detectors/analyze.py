@@ -170,7 +170,7 @@ def main(argv=None) -> dict:
     write_markdown(det, mit, args.out / "results.md")
     if not args.no_wandb:
         (args.runs / "analysis").mkdir(parents=True, exist_ok=True)
-        log_analysis(images, args.runs / "analysis", "detectors-analysis", args.out / "results.md")
+        log_analysis(images, args.out, "detectors-analysis", args.out / "results.md")
     print((args.out / "results.md").read_text())
     return {"detectors": det, "mitigations": mit}
 

@@ -135,7 +135,7 @@ def main(argv=None) -> list[dict]:
     images = {"analysis/methods": plot(runs, args.out / "methods.png")}
     write_markdown(rows, args.out / "results.md")
     if not args.no_wandb:
-        log_analysis(images, args.runs / "analysis", "methods-analysis", args.out / "results.md")
+        log_analysis(images, args.out, "methods-analysis", args.out / "results.md")
     print((args.out / "results.md").read_text())
     return rows
 

@@ -94,7 +94,7 @@ def main(argv=None) -> dict:
     images = {"analysis/sensitivity": plot(cells, args.out / "sensitivity.png")}
     write_markdown(cells, args.out / "results.md")
     if not args.no_wandb:
-        log_analysis(images, args.runs / "analysis", "sensitivity-analysis", args.out / "results.md")
+        log_analysis(images, args.out, "sensitivity-analysis", args.out / "results.md")
     print((args.out / "results.md").read_text())
     return cells
 
