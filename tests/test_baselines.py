@@ -65,11 +65,6 @@ def test_warm_weights_are_the_members_mean():
         average_weights([members[0], tiny_rms(1, {"kind": "scalar"})[0]])
 
 
-class _Tok:  # the two members share a vocabulary: compared by get_vocab only
-    def get_vocab(self):
-        return {"a": 0}
-
-
 def test_ensemble_scorer_combines_standardized_member_scores():
     members = tiny_rms(2, {"kind": "scalar"})
     ids = torch.randint(0, 50, (5, 7))

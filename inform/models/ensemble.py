@@ -63,7 +63,6 @@ class EnsembleScorer:
         self.members, self.combine, self.uwo_lambda = members, combine, uwo_lambda
         self.model = nn.ModuleList([m.model for m in members])  # registered by the RL modules (moves with them)
         self.mean, self.std, self.missing_eos_penalty = 0.0, 1.0, missing_eos_penalty
-        self.last_spread: float | None = None  # mean over the batch of the members' std
 
     def to(self, device) -> "EnsembleScorer":
         self.model.to(device)
@@ -73,7 +72,6 @@ class EnsembleScorer:
     def raw(self, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> RewardOutput:
         outs = [m.raw(sequences, attention_mask, prompt_len) for m in self.members]
         z = torch.stack([(o.reward.float() - m.mean) / m.std for o, m in zip(outs, self.members)])  # (k, b)
-        self.last_spread = z.std(0, unbiased=False).mean().item()
         first = outs[0]
         return RewardOutput(aggregate(z, self.combine, self.uwo_lambda), first.hidden, first.mu, first.logvar)
 
