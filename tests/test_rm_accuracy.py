@@ -19,7 +19,7 @@ from inform.data import sources
 from inform.models.reward_model import RewardModel
 from inform.models.tokenizer import train_tiny_tokenizer
 from inform.pipeline.reward_fit import pair_examples
-from inform.pipeline.scorers import pair_accuracy
+from inform.pipeline.reward_fit import pair_accuracy
 from inform.tracking.wandb_offline import find_runs
 from tests.conftest import FIXTURES, ROOT
 

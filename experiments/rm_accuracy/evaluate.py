@@ -61,11 +61,10 @@ import torch
 from omegaconf import OmegaConf
 
 from inform.data import sources
-from inform.data.collate import PreferenceCollator
 from inform.models.reward_model import META_FILE, RewardModel
 from inform.models.tokenizer import tokenizer_from
 from inform.pipeline.cache import COMPLETE, SPEC
-from inform.pipeline.reward_fit import SCORE_STATS, pair_examples
+from inform.pipeline.reward_fit import SCORE_STATS, pair_examples, score_pairs
 from inform.report.curves import plt, save_figure
 
 log = logging.getLogger("inform.rm_accuracy")
@@ -230,24 +229,6 @@ def token_limits(spec: dict, max_prompt: int | None, max_response: int | None) -
 
 # --------------------------------------------------------------------------- the math
 @torch.no_grad()
-def score_pairs(model: RewardModel, examples: list, pad_id: int, batch_size: int = 32,
-                device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """(r_chosen, r_rejected), each (N,) float32 on the CPU, for (prompt, chosen, rejected) ids.
-
-    Pairs are scored longest first (less padding); padding never changes a score, since the
-    reward is read at the last real token with positions counted over real tokens."""
-    model.eval().to(device)
-    collate = PreferenceCollator(pad_id)
-    order = sorted(range(len(examples)), key=lambda i: -max(len(examples[i][1]), len(examples[i][2])) - len(examples[i][0]))
-    r_c, r_r = torch.empty(len(examples)), torch.empty(len(examples))
-    for s in range(0, len(order), batch_size):
-        idx = order[s : s + batch_size]
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in idx]).items()}
-        r = model(**batch).reward.float().cpu()  # (2b,): chosen rows, then rejected rows
-        r_c[idx], r_r[idx] = r[: len(idx)], r[len(idx) :]
-    return r_c, r_r
-
-
 def pairwise_accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor, score_std: float | None = None) -> dict:
     """accuracy = mean 1[d > 0], SE = sqrt(acc (1 - acc) / N), margin = mean d, with
     d = r_chosen - r_rejected, each (N,); `margin_sd` = margin / score_std when given."""

@@ -77,6 +77,32 @@ def fit_reward_model(
 
 
 @torch.no_grad()
+def score_pairs(model: RewardModel, examples: list, pad_id: int, batch_size: int = 32,
+                device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(r_chosen, r_rejected), each (N,) float32 on the CPU, for (prompt, chosen, rejected) ids.
+
+    Pairs are scored longest first (less padding); padding never changes a score, since the
+    reward is read at the last real token with positions counted over real tokens."""
+    model.eval().to(device)
+    collate = PreferenceCollator(pad_id)
+    order = sorted(range(len(examples)), key=lambda i: -max(len(examples[i][1]), len(examples[i][2])) - len(examples[i][0]))
+    r_c, r_r = torch.empty(len(examples)), torch.empty(len(examples))
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        batch = {k: v.to(device) for k, v in collate([examples[i] for i in idx]).items()}
+        r = model(**batch).reward.float().cpu()  # (2b,): chosen rows, then rejected rows
+        r_c[idx], r_r[idx] = r[: len(idx)], r[len(idx) :]
+    return r_c, r_r
+
+
+@torch.no_grad()
+def pair_accuracy(model: RewardModel, examples: list, pad_id: int, batch_size: int = 256) -> float:
+    """Share of (prompt, chosen, rejected) examples where r(chosen) > r(rejected) (a tie is wrong)."""
+    r_chosen, r_rejected = score_pairs(model, examples, pad_id, batch_size)
+    return (r_chosen > r_rejected).float().mean().item()
+
+
+@torch.no_grad()
 def score_stats(model: RewardModel, examples: list, pad_id: int, batch_size: int = 256) -> dict:
     """Mean and std of the raw reward over every response of the training pairs.
 

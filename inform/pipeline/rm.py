@@ -43,13 +43,19 @@ def rm_spec(cfg: DictConfig, member: int = 0) -> dict:
     return spec
 
 
+def rm_rows(cfg: DictConfig):
+    """The proxy RM's training pairs: the gold-labeled SFT samples, or the data set's own."""
+    return read_pairs(ensure_labels(cfg)) if cfg.rm.data == "labels" else common.load_rows(cfg, "preference")
+
+
 def ensure_rm(cfg: DictConfig, member: int = 0) -> Path:
     """The proxy reward model's (or ensemble member's) export folder, trained unless cached."""
-    labels = ensure_labels(cfg) if cfg.rm.data == "labels" else None
+    if cfg.rm.data == "labels":
+        ensure_labels(cfg)  # built (or waited for) before this stage's lock is taken
     init_path = ensure_sft(cfg, "reward") if cfg.rm.init == "sft" else None
 
     def build(out: Path) -> None:
-        rows = read_pairs(labels) if labels is not None else common.load_rows(cfg, "preference")
+        rows = rm_rows(cfg)
         seed = member_seed(cfg, member)
         fit_reward_model(cfg, out, stage=f"rm_member{member}" if member else "rm", model_cfg=cfg.reward, section=cfg.rm,
                          objective=cfg.objective, rows=rows, init_path=init_path, fingerprint=spec_hash(rm_spec(cfg, member)),

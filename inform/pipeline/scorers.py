@@ -14,10 +14,8 @@ from pathlib import Path
 
 import logging
 
-import torch
 from omegaconf import DictConfig
 
-from inform.data.collate import PreferenceCollator
 from inform.models.causal_lm import torch_dtype
 from inform.models.ensemble import EnsembleScorer, average_weights
 from inform.models.reward_model import RewardModel
@@ -25,9 +23,9 @@ from inform.models.scorer import RewardScorer
 from inform.models.tokenizer import tokenizer_from
 from inform.pipeline import common
 from inform.pipeline.cache import build_once, read_metrics, spec_hash, write_json
-from inform.pipeline.label import ensure_labels, read_pairs, read_stats
-from inform.pipeline.reward_fit import SCORE_STATS, load_score_stats, pair_examples, score_stats
-from inform.pipeline.rm import ensure_rm, rm_spec
+from inform.pipeline.label import read_stats
+from inform.pipeline.reward_fit import SCORE_STATS, load_score_stats, pair_accuracy, pair_examples, score_stats
+from inform.pipeline.rm import ensure_rm, rm_rows, rm_spec
 
 log = logging.getLogger("inform")
 
@@ -63,8 +61,7 @@ def build_warm(cfg: DictConfig, members: list[Path], out: Path) -> None:
     (on the same training pairs as the members) and its held-out accuracy."""
     merged = average_weights([RewardModel.from_pretrained(p, "float32") for p in members])
     tok = tokenizer_from(members[0])
-    rows = read_pairs(ensure_labels(cfg)) if cfg.rm.data == "labels" else common.load_rows(cfg, "preference")
-    train, val = common.holdout(pair_examples(tok, rows, cfg), cfg.rm.val_size)
+    train, val = common.holdout(pair_examples(tok, rm_rows(cfg), cfg), cfg.rm.val_size)
     merged.to(torch_dtype(cfg.reward.dtype)).save_pretrained(out, tok)
     stats = score_stats(merged, train, tok.pad_token_id)
     write_json(out / SCORE_STATS, stats)
@@ -101,14 +98,3 @@ def gold_scorer(cfg: DictConfig, gold: Path, labels: Path, policy_tokenizer) -> 
         stats["gold_mean"], stats["gold_std"], missing_eos_penalty=cfg.eval.missing_eos_penalty, **limits(cfg),
     )
 
-
-@torch.no_grad()
-def pair_accuracy(model: RewardModel, examples: list, pad_id: int, batch_size: int = 256) -> float:
-    """Share of (prompt, chosen, rejected) examples where r(chosen) > r(rejected)."""
-    model.eval()
-    collate, right = PreferenceCollator(pad_id), 0
-    for i in range(0, len(examples), batch_size):
-        r = model(**collate(examples[i : i + batch_size])).reward
-        b = r.shape[0] // 2
-        right += (r[:b] > r[b:]).sum().item()
-    return right / len(examples)
