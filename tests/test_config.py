@@ -93,6 +93,50 @@ def test_trainer_configs_build_their_strategy_objects(compose):
     assert trainer.precision == "32-true"
 
 
+@pytest.mark.parametrize("name", ["cpu", "gpu", "ddp", "deepspeed_zero2", "deepspeed_zero3"])
+def test_every_trainer_config_builds_a_trainer(compose, monkeypatch, name):
+    """The whole Trainer, not just its strategy (moved to the CPU here): `num_nodes` and
+    `devices` come from Slurm's variables, which are strings, and Lightning takes ints."""
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "1")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "1")
+    over = ["trainer.accelerator=cpu"]
+    if name.startswith("deepspeed"):
+        over += ["trainer.precision=32-true", "trainer.strategy._target_=tests.helpers.cpu_deepspeed.CPUDeepSpeedStrategy"]
+    cfg = validate(compose(f"trainer={name}", *over))
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    assert trainer.num_nodes == 1 and trainer.num_devices == 1
+    assert trainer.precision == ("32-true" if name in ("cpu", "deepspeed_zero2", "deepspeed_zero3") else "bf16-mixed")
+
+
+def test_trained_models_load_in_float32_under_mixed_precision_and_frozen_ones_in_the_preset_dtype(compose):
+    """bf16 presets: the trained copy is fp32 (autocast computes in bf16; AdamW would round
+    small updates away in bf16 weights) unless DeepSpeed (its own fp32 master weights) or
+    bf16-true says otherwise; frozen models (reference, proxy, gold) use the preset's bf16."""
+    from inform.pipeline.common import trainable_dtype
+
+    preset = ["model@policy=pythia-1.4b", "model@reward=pythia-410m"]
+    for trainer, want in [("gpu", "float32"), ("ddp", "float32"), ("cpu", "float32"),
+                          ("deepspeed_zero2", "bfloat16"), ("deepspeed_zero3", "bfloat16")]:
+        cfg = validate(compose(*preset, f"trainer={trainer}"))
+        assert cfg.policy.dtype == "bfloat16"
+        assert trainable_dtype(cfg, cfg.policy) == want and trainable_dtype(cfg, cfg.reward) == want, trainer
+    cfg = validate(compose(*preset, "trainer=gpu", "trainer.precision=bf16-true"))
+    assert trainable_dtype(cfg, cfg.policy) == "bfloat16"
+    cfg = validate(compose("trainer=cpu"))  # the tiny presets are float32 anyway
+    assert trainable_dtype(cfg, cfg.policy) == "float32" == cfg.policy.dtype
+
+
+def test_a_deepspeed_trainer_gets_its_own_artifacts_and_the_plain_ones_keep_their_hashes(compose):
+    from inform.pipeline.cache import spec_hash, trainer_numerics
+    from inform.pipeline.sft import sft_spec
+
+    cfg = validate(compose("trainer=cpu"))
+    assert trainer_numerics(cfg) == {"precision": "32-true"}  # as before DeepSpeed had a key: caches stay valid
+    z3 = validate(compose("trainer=deepspeed_zero3", "trainer.precision=32-true"))
+    assert trainer_numerics(z3) == {"precision": "32-true", "deepspeed_stage": 3}
+    assert spec_hash(sft_spec(cfg)) != spec_hash(sft_spec(z3))
+
+
 def test_run_py_rejects_a_bad_key_before_building_anything(tmp_path):
     """The real entry point: the error names the key, and no stage started (no artifact)."""
     proc = run_inform("stage=rm", "latent_dim=0", cwd=tmp_path, check=False, timeout=120)

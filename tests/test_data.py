@@ -151,3 +151,26 @@ def test_preference_and_prompt_collators(tok):
     assert left["index"].tolist() == [7, 9]
     assert (left["attention_mask"][:, -1] == 1).all() and left["attention_mask"][0, 0] == 0
     assert position_ids(left["attention_mask"])[0].tolist()[-len(p[0]):] == list(range(len(p[0])))
+
+
+def test_resumable_sampler_splits_an_epoch_between_ranks_and_resumes_each_where_it_stopped():
+    """It is the distributed sampler too (Lightning's is off: it would reshuffle and lose the
+    position): rank r takes order[r::R], n // R items each, and skips its own done batches."""
+    from inform.data.collate import ResumableSampler
+
+    one = ResumableSampler(10, shuffle=True, seed=3, batch_size=2)
+    one.set_epoch(1)
+    order = list(one)
+    assert sorted(order) == list(range(10)) and len(one) == 10
+    ranks = []
+    for r in range(3):
+        s = ResumableSampler(10, shuffle=True, seed=3, batch_size=2)
+        s.set_replicas(3, r)
+        s.set_epoch(1)
+        ranks.append(list(s))
+        assert len(s) == 3
+    assert ranks == [order[0:9:3], order[1:9:3], order[2:9:3]]  # disjoint; the 10th item waits for the next epoch
+    s = ResumableSampler(10, shuffle=True, seed=3, batch_size=1)
+    s.set_replicas(3, 1)
+    s.resume_at(1, 2)  # two batches of one done on rank 1
+    assert list(s) == [order[7]]

@@ -130,27 +130,38 @@ class ResumableSampler(torch.utils.data.Sampler[int]):
     it had not seen (Lightning calls `set_epoch`; `PreemptCheckpoint` calls `resume_at`).
 
     `batch_size`: items per batch of the DataLoader using it (1 for `batch_size=None`).
+
+    With several processes (DDP, DeepSpeed) it is also the distributed sampler, in place of
+    Lightning's (which would shuffle the order again and lose the position): rank r of R
+    takes every R-th index of the order from the r-th on, n // R of them (so every rank runs
+    the same number of steps); `set_replicas` is called with the trainer's world size and rank.
     """
 
     def __init__(self, n: int, shuffle: bool = True, seed: int = 0, batch_size: int = 1):
         self.n, self.shuffle, self.seed, self.batch_size = n, shuffle, seed, batch_size
         self.epoch = 0
+        self.replicas, self.rank = 1, 0
         self._resume: tuple[int, int] | None = None  # (epoch, batches already done in it)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def set_replicas(self, replicas: int, rank: int) -> None:
+        self.replicas, self.rank = replicas, rank
+
     def resume_at(self, epoch: int, batches_done: int) -> None:
         self.epoch, self._resume = epoch, (epoch, batches_done)
 
     def __len__(self) -> int:
-        return self.n
+        return self.n // self.replicas
 
     def __iter__(self):  # a generator: the epoch and skip are read when iteration starts
         if self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)).tolist()
         else:
             order = list(range(self.n))
+        if self.replicas > 1:
+            order = order[self.rank : len(self) * self.replicas : self.replicas]
         start = 0
         if self._resume is not None:
             if self._resume[0] == self.epoch:

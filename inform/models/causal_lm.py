@@ -45,13 +45,13 @@ def count_parameters(model_cfg) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def build_causal_lm(model_cfg, tokenizer, seed: int = 0):
+def build_causal_lm(model_cfg, tokenizer, seed: int = 0, dtype: str | None = None):
     """The preset's causal LM: random init when `source` is null or `init: random`, else loaded.
 
     Random init draws from its own RNG seeded with `seed`, so it is the same model for the
-    same seed whatever ran before.
+    same seed whatever ran before. `dtype`: instead of the preset's (a model to train).
     """
-    dtype = torch_dtype(model_cfg.dtype)
+    dtype = torch_dtype(dtype or model_cfg.dtype)
     if model_cfg.source is None or model_cfg.init == "random":
         config = architecture_config(model_cfg, vocab_size=model_cfg.vocab_size or len(tokenizer))
         with torch.random.fork_rng(devices=[]):

@@ -112,10 +112,13 @@ class RewardModel(nn.Module):
         return self.head(h)
 
     # ------------------------------------------------------------------ save / load
-    def save_pretrained(self, path: str | Path, tokenizer=None) -> None:
+    def save_pretrained(self, path: str | Path, tokenizer=None, state_dict: dict | None = None) -> None:
+        """`state_dict`: this model's full weights when the model itself holds shards (ZeRO-3)."""
         path = Path(path)
-        self.backbone.save_pretrained(path / "backbone")
-        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(path / HEAD_FILE))
+        state = self.state_dict() if state_dict is None else state_dict
+        part = lambda prefix: {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}  # noqa: E731
+        self.backbone.save_pretrained(path / "backbone", state_dict=part("backbone.") if state_dict is not None else None)
+        save_file({k: v.contiguous() for k, v in part("head.").items()}, str(path / HEAD_FILE))
         (path / META_FILE).write_text(json.dumps({"head": self.head_cfg}, indent=2))
         if tokenizer is not None:
             tokenizer.save_pretrained(path)

@@ -9,8 +9,12 @@ PPO iteration over a batch of b prompts:
    minus the IBL / EPPO penalties when their coefficients are set (rl/mitigations.py), and
    clipped; per-token reward r_t = -kl_coef * (log pi - log pi_ref) (+ s on the last token);
    GAE (gamma, lambda) -> advantages A_t (whitened) and returns R_t.
-2. update: `epochs` passes over `minibatches` minibatches: the clipped policy loss steps the
-   policy's optimizer, the clipped value loss the critic's (manual optimization).
+2. update: `epochs` passes over `minibatches` minibatches of the clipped policy loss plus the
+   clipped value loss, one backward and one AdamW step (manual optimization). Policy and critic
+   share no parameter, so each gets exactly its own loss's gradient, its own learning rate
+   (two parameter groups) and, outside DeepSpeed, its own gradient-norm clip: the same update
+   as two optimizers, bit for bit. One optimizer is what Lightning's DeepSpeed strategy takes,
+   so policy and critic both train under ZeRO-2/3 (there the engine clips their joint norm).
 3. the KL controller (fixed or adaptive) updates kl_coef.
 Every `eval_every` iterations, after the last one, and at step 0 (the SFT policy) the
 Evaluator samples on held-out prompts and logs gold/proxy reward and KL.
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import DeepSpeedStrategy
 
 from inform.detect.energy import EnergyRecorder, sequence_energy
 from inform.detect.mahalanobis import GaussianStats, mahalanobis
@@ -38,9 +43,9 @@ from inform.rl.evaluate import EvalResult, Evaluator
 from inform.rl.gae import gae_advantages
 from inform.rl.kl import AdaptiveKLController, FixedKLController, kl_penalized_rewards
 from inform.rl.losses import policy_loss, value_loss
-from inform.rl.ppo_config import PPOConfig
 from inform.rl.masked import explained_variance, masked_mean, masked_whiten
 from inform.rl.mitigations import mitigated_scores
+from inform.rl.ppo_config import PPOConfig
 from inform.rl.rollout import Rollout, response_logits, response_values, sample, token_entropy, token_logprobs
 
 FROZEN = ("ref.", "proxy_model.", "gold_model.")  # rebuilt from their exports, not checkpointed
@@ -89,9 +94,19 @@ class PPOModule(L.LightningModule):
     # ------------------------------------------------------------------ optimizers
     def configure_optimizers(self):
         c = self.cfg
-        opt_pi = torch.optim.AdamW(self.policy.parameters(), lr=c.policy_lr, weight_decay=c.weight_decay)
-        opt_v = torch.optim.AdamW(self.critic.parameters(), lr=c.critic_lr, weight_decay=c.weight_decay)
-        return [opt_pi, opt_v]
+        return torch.optim.AdamW([
+            {"params": list(self.policy.parameters()), "lr": c.policy_lr, "name": "policy"},
+            {"params": list(self.critic.parameters()), "lr": c.critic_lr, "name": "critic"},
+        ], weight_decay=c.weight_decay)
+
+    def clip_each_model(self, opt) -> None:
+        """Clip the policy's and the critic's gradient norms separately at max_grad_norm.
+        Under DeepSpeed the engine clips at its `gradient_clipping` (the RL stages set it to
+        max_grad_norm), over both models together."""
+        if isinstance(self.trainer.strategy, DeepSpeedStrategy):
+            return
+        for group in opt.param_groups:
+            torch.nn.utils.clip_grad_norm_(group["params"], self.cfg.max_grad_norm)
 
     # ------------------------------------------------------------------ 1. rollout
     @torch.no_grad()
@@ -143,7 +158,7 @@ class PPOModule(L.LightningModule):
     # ------------------------------------------------------------------ 2. update
     def ppo_update(self, exp: Experience) -> dict:
         c = self.cfg
-        opt_pi, opt_v = self.optimizers()
+        opt = self.optimizers()
         b = exp.rollout.sequences.shape[0]
         g = torch.Generator().manual_seed(self.seed * 100003 + self.iteration)
         sums: dict[str, float] = {}
@@ -155,20 +170,16 @@ class PPOModule(L.LightningModule):
                 # policy: clipped surrogate on whitened advantages
                 logprobs = token_logprobs(response_logits(self.policy, ro, c.temperature), ro.responses)
                 pg_loss, pg_stats = policy_loss(logprobs, exp.logprobs[idx], exp.advantages[idx], mask, c.clip)
+                # critic: clipped value loss towards the GAE returns
                 values = response_values(self.critic, ro)
                 vf_loss, vf_stats = value_loss(values, exp.values[idx], exp.returns[idx], mask, c.value_clip)
                 if not finite(pg_loss) or not finite(vf_loss):
                     on_nonfinite(self, "policy/loss" if not finite(pg_loss) else "critic/loss", (pg_loss + vf_loss).item())
                     continue  # on_nonfinite=skip: this minibatch is not applied
-                opt_pi.zero_grad()
-                self.manual_backward(pg_loss)
-                self.clip_gradients(opt_pi, gradient_clip_val=c.max_grad_norm, gradient_clip_algorithm="norm")
-                opt_pi.step()
-                # critic: clipped value loss towards the GAE returns
-                opt_v.zero_grad()
-                self.manual_backward(vf_loss)
-                self.clip_gradients(opt_v, gradient_clip_val=c.max_grad_norm, gradient_clip_algorithm="norm")
-                opt_v.step()
+                opt.zero_grad()
+                self.manual_backward(pg_loss + vf_loss)  # disjoint parameters: policy <- pg_loss, critic <- vf_loss
+                self.clip_each_model(opt)
+                opt.step()
                 for k, v in {"policy/loss": pg_loss, "critic/loss": vf_loss, **pg_stats, **vf_stats}.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 n_updates += 1
@@ -191,8 +202,8 @@ class PPOModule(L.LightningModule):
 
     # ------------------------------------------------------------------ 3. eval and logging
     def log_metrics(self, metrics: dict) -> None:
-        """Straight to the loggers, at step = PPO iterations done (two optimizers would
-        otherwise double Lightning's global_step)."""
+        """Straight to the loggers, at step = PPO iterations done (the update makes
+        epochs x minibatches optimizer steps per iteration, which Lightning's global_step counts)."""
         for lg in self.loggers:
             lg.log_metrics(metrics, step=self.iteration)
 
@@ -218,8 +229,9 @@ class PPOModule(L.LightningModule):
         checkpoint["ppo"] = {"iteration": self.iteration, "kl_ctl": self.kl_ctl.state_dict(), "eval_history": self.eval_history}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        own = self.state_dict()
-        checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(FROZEN)})
+        if "state_dict" in checkpoint:  # not under DeepSpeed: its engine loads every weight itself
+            own = self.state_dict()
+            checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(FROZEN)})
         state = checkpoint.get("ppo", {})
         self.iteration = state.get("iteration", 0)
         self.kl_ctl.load_state_dict(state.get("kl_ctl", self.kl_ctl.state_dict()))

@@ -158,8 +158,9 @@ class RLOOModule(L.LightningModule):
         checkpoint["rloo"] = {"iteration": self.iteration, "eval_history": self.eval_history}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        own = self.state_dict()
-        checkpoint["state_dict"].update({key: v for key, v in own.items() if key.startswith(FROZEN)})
+        if "state_dict" in checkpoint:  # not under DeepSpeed: its engine loads every weight itself
+            own = self.state_dict()
+            checkpoint["state_dict"].update({key: v for key, v in own.items() if key.startswith(FROZEN)})
         state = checkpoint.get("rloo", {})
         self.iteration = state.get("iteration", 0)
         self.eval_history = state.get("eval_history", [])

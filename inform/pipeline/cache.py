@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +34,24 @@ def plain(x: Any) -> Any:
     if isinstance(x, DictConfig) or OmegaConf.is_config(x):
         return OmegaConf.to_container(x, resolve=True)
     return x
+
+
+def deepspeed_stage(cfg) -> int | None:
+    """The ZeRO stage when the trainer config uses a DeepSpeed strategy, else None."""
+    strategy = cfg.trainer.get("strategy")
+    if isinstance(strategy, Mapping) and "DeepSpeed" in str(strategy.get("_target_", "")):
+        return int(strategy.get("stage", 2))
+    return None
+
+
+def trainer_numerics(cfg) -> dict:
+    """What of the trainer config changes a stage's numbers: the precision, and under DeepSpeed
+    its ZeRO stage (fp32 master weights in its own optimizer; PPO's policy and critic clipped
+    together). Only the precision without DeepSpeed, so existing artifacts keep their hashes."""
+    out = {"precision": str(cfg.trainer.get("precision"))}
+    if deepspeed_stage(cfg) is not None:
+        out["deepspeed_stage"] = deepspeed_stage(cfg)
+    return out
 
 
 def spec_hash(spec: dict) -> str:

@@ -21,11 +21,12 @@ from hydra.utils import get_class, instantiate
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.strategies import DeepSpeedStrategy
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from inform.data.collate import ResumableSampler, encode_prompts
-from inform.pipeline.cache import make_dir, plain
+from inform.pipeline.cache import deepspeed_stage, make_dir, plain
 from inform.pipeline.preempt import PreemptCheckpoint, check_resume_checkpoint, under_slurm
 
 PREEMPT_CKPT = "preempt.ckpt"
@@ -41,6 +42,20 @@ def stage_device(cfg: DictConfig) -> torch.device:
     """Where the stages that run outside a Trainer (label, sft_stats) put their models."""
     wants_gpu = str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda", "auto")
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+
+
+def trainable_dtype(cfg: DictConfig, model_cfg: DictConfig) -> str:
+    """The dtype to load a model that this stage trains.
+
+    The presets' dtype (bfloat16 for Pythia and Vicuna) is right for inference, so frozen
+    models (reference, proxy and gold RMs) load in it. A trained model loads in float32 under
+    a `*-mixed` or `32-true` trainer: autocast computes in bf16 while AdamW updates fp32
+    weights (in bf16 weights an update below ~0.4% of a weight rounds away). DeepSpeed keeps
+    fp32 master weights in its own optimizer, and `bf16-true` asks for bf16 weights: there
+    the preset's dtype stays."""
+    if deepspeed_stage(cfg) is not None or str(cfg.trainer.get("precision")) in ("bf16-true", "16-true"):
+        return model_cfg.dtype
+    return "float32"
 
 
 def job_dir(cfg: DictConfig) -> Path:
@@ -166,21 +181,43 @@ def make_trainer(
     extra = {"plugins": [SLURMEnvironment(auto_requeue=False)]} if under_slurm() else {}
     return instantiate(
         cfg.trainer, logger=loggers or False, callbacks=[ckpt, preempt_cb, *(callbacks or [])],
-        default_root_dir=str(save_dir), **extra, **limits,
+        default_root_dir=str(save_dir), use_distributed_sampler=False,  # ResumableSampler splits the data itself
+        **extra, **limits,
     )
 
 
 def fit(trainer: L.Trainer, module: L.LightningModule, save_dir: Path, train_loader, val_loader=None) -> None:
     """trainer.fit, resumed from the stage's preemption checkpoint when a requeued job left one."""
-    ckpt = save_dir / "checkpoints" / PREEMPT_CKPT
-    if ckpt.is_file():
+    ckpt = save_dir / "checkpoints" / PREEMPT_CKPT  # a file; a folder under DeepSpeed
+    if ckpt.exists():
         preempt_cb = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptCheckpoint))
         check_resume_checkpoint(ckpt, preempt_cb.fingerprint)
         log.info("%s: resuming from %s", save_dir.name, ckpt)
     with warnings.catch_warnings():
         # the train loader's ResumableSampler restores the position, which Lightning cannot see
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt.is_file() else None, weights_only=True)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt.exists() else None, weights_only=True)
+
+
+class FullWeights(L.Callback):
+    """The full weights of `pl_module.<attr>` for the export, also under DeepSpeed ZeRO-3.
+
+    ZeRO-3 keeps a shard of every parameter on each rank, and Lightning's teardown moves the
+    shards to the CPU: so at the end of training, before the teardown, this gathers the full
+    state dict to the CPU (`state`; every rank gets it). Without ZeRO-3 `state` stays None:
+    the model holds its full weights and `save_pretrained(state_dict=None)` reads them."""
+
+    def __init__(self, attr: str):
+        self.attr, self.state = attr, None
+
+    def on_train_end(self, trainer, pl_module):
+        strategy = trainer.strategy
+        if isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3:
+            import deepspeed
+
+            model = getattr(pl_module, self.attr)
+            with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+                self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def finish_loggers(loggers: list) -> dict[str, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from inform.pipeline import common
-from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash
+from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, trainer_numerics
 from inform.pipeline.reward_fit import fit_reward_model
 from inform.pipeline.sft import ensure_sft, sft_spec
 
@@ -28,7 +28,7 @@ def gold_spec(cfg: DictConfig) -> dict:
     spec = {
         "gold": plain(cfg.gold), "model": plain(cfg.gold_model), "data": plain(cfg.data.preference), "seed": cfg.seed,
         "max_tokens": [cfg.data.max_prompt_tokens, cfg.data.max_response_tokens],
-        "precision": str(cfg.trainer.get("precision")),
+        **trainer_numerics(cfg),
     }
     if cfg.gold.init == "sft":
         spec["init"] = "sft-" + spec_hash(sft_spec(cfg, "gold_model"))

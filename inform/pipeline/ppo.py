@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.strategies import DeepSpeedStrategy
 from omegaconf import DictConfig
 
 from inform.data.collate import PromptBatches
@@ -26,7 +27,7 @@ from inform.models.value_model import ValueModel
 from inform.modules.detector_callback import DetectorCallback
 from inform.modules.ppo import PPOModule
 from inform.pipeline import common
-from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, write_json
+from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, trainer_numerics, write_json
 from inform.pipeline.gold import ensure_gold, gold_spec
 from inform.pipeline.label import ensure_labels, label_spec, ppo_prompts
 from inform.pipeline.scorers import ensure_proxy, gold_scorer, proxy_scorer, proxy_spec
@@ -54,7 +55,7 @@ def ppo_spec(cfg: DictConfig) -> dict:
         "n_label_prompts": cfg.label.n_prompts, "sft": spec_hash(sft_spec(cfg)), "rm": proxy_spec(cfg),
         "gold": spec_hash(gold_spec(cfg)), "labels": spec_hash(label_spec(cfg)), "sft_stats": spec_hash(stats_spec(cfg)),
         "max_tokens": [cfg.data.max_prompt_tokens, cfg.data.max_response_tokens],
-        "precision": str(cfg.trainer.get("precision")),
+        **trainer_numerics(cfg),
     }
 
 
@@ -78,8 +79,8 @@ class RLParts:
 def rl_parts(cfg: DictConfig, sft: Path, rm: list[Path], gold: Path, labels: Path, prompts_per_step: int) -> RLParts:
     """Policy and reference from SFT, the proxy and gold scorers, the evaluator, the prompt batches."""
     tok = tokenizer_from(sft)
-    policy = load_causal_lm(str(sft), tok, cfg.policy.dtype, cfg.policy.gradient_checkpointing)
-    ref = load_causal_lm(str(sft), tok, cfg.policy.dtype)
+    policy = load_causal_lm(str(sft), tok, common.trainable_dtype(cfg, cfg.policy), cfg.policy.gradient_checkpointing)
+    ref = load_causal_lm(str(sft), tok, cfg.policy.dtype)  # frozen: the preset's dtype (bf16 for the real sizes)
     proxy = proxy_scorer(cfg, rm, tok, cfg.ppo.missing_eos_penalty)
     eval_texts = common.load_rows(cfg, "eval_prompts")["prompt"][: cfg.eval.n_prompts]
     evaluator = Evaluator(
@@ -101,9 +102,10 @@ def build_module(cfg: DictConfig, sft: Path, rm: list[Path], gold: Path, labels:
     """The four models, the scorers, the evaluator and the prompt batches of a PPO run."""
     parts = rl_parts(cfg, sft, rm, gold, labels, cfg.ppo.batch_size)
     if cfg.ppo.critic_init == "reward":
-        critic = ValueModel.from_reward_model(RewardModel.from_pretrained(rm[0], cfg.reward.dtype))
+        critic = ValueModel.from_reward_model(RewardModel.from_pretrained(rm[0], common.trainable_dtype(cfg, cfg.reward)))
     else:
-        critic = ValueModel.from_causal_lm(load_causal_lm(str(sft), parts.tok, cfg.policy.dtype, cfg.policy.gradient_checkpointing))
+        dtype = common.trainable_dtype(cfg, cfg.policy)
+        critic = ValueModel.from_causal_lm(load_causal_lm(str(sft), parts.tok, dtype, cfg.policy.gradient_checkpointing))
     module = PPOModule(
         parts.policy, parts.ref, critic, parts.proxy, parts.tok, ppo_config(cfg), parts.evaluator, seed=cfg.seed,
         on_nonfinite=cfg.on_nonfinite, gaussian=gaussian_of(cfg, stats), record_energy="energy" in cfg.detect,
@@ -139,15 +141,18 @@ def fit_and_export(cfg: DictConfig, out: Path, stage: str, module, batches: Prom
     history, the over-optimization curve and the metrics."""
     save_dir = common.stage_dir(cfg, stage)
     loggers = common.make_loggers(cfg, stage, save_dir)
+    full = common.FullWeights("policy")
     callbacks = [detector_callback(cfg, save_dir / "csi", module, stats)] if cfg.detect else []
     train_dl = common.make_loader(batches, None, None, shuffle=False, seed=cfg.seed)  # item i = iteration i's prompts
     trainer = common.make_trainer(
-        cfg, stage, save_dir, loggers, callbacks, train_loader=train_dl, fingerprint=fingerprint, max_epochs=1, max_steps=-1,
+        cfg, stage, save_dir, loggers, [full, *callbacks], train_loader=train_dl, fingerprint=fingerprint, max_epochs=1, max_steps=-1,
         gradient_clip_val=None, limit_val_batches=0, log_every_n_steps=1,
     )
+    if isinstance(trainer.strategy, DeepSpeedStrategy):  # manual optimization: the engine does the clipping
+        trainer.strategy.config["gradient_clipping"] = cfg.ppo.max_grad_norm
     common.fit(trainer, module, save_dir, train_dl)
 
-    module.policy.save_pretrained(out / "policy")
+    module.policy.save_pretrained(out / "policy", state_dict=full.state)
     module.tokenizer.save_pretrained(out / "policy")
     write_json(out / "eval_history.json", {"history": module.eval_history})
     title = f"{stage.upper()}, {cfg.objective.name} proxy, kl_coef {cfg.ppo.kl_coef}, label noise {cfg.label_noise}, seed {cfg.seed}"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -132,14 +133,21 @@ class PreemptCheckpoint(L.Callback):
 
     def setup(self, trainer, pl_module, stage):
         self._trainer = trainer
+        for sampler in self.samplers:  # the distributed sampler too (make_trainer turns Lightning's off)
+            sampler.set_replicas(trainer.world_size, trainer.global_rank)
         PREEMPTION.install()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if PREEMPTION.requested and not self._saved:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(self.path.name + ".tmp")
-            trainer.save_checkpoint(tmp, weights_only=False)
-            os.replace(tmp, self.path)
+            if trainer.is_global_zero:  # a killed save's leftover folder (DeepSpeed); a file is overwritten
+                shutil.rmtree(tmp, ignore_errors=True)
+            trainer.strategy.barrier()
+            trainer.save_checkpoint(tmp, weights_only=False)  # every rank (DeepSpeed: its shard); ends in a barrier
+            if trainer.is_global_zero:
+                replace(tmp, self.path)
+            trainer.strategy.barrier()
             self._saved = True
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -157,11 +165,36 @@ class PreemptCheckpoint(L.Callback):
         set_rng_state(state["rng"])
 
 
+def replace(tmp: Path, path: Path) -> None:
+    """os.replace for a checkpoint file or a DeepSpeed checkpoint folder (which os.replace
+    cannot put over an existing folder: the old one is moved aside first, then deleted)."""
+    if tmp.is_dir() and path.exists():
+        old = path.with_name(path.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def client_state_file(path: Path) -> Path:
+    """The file holding Lightning's state: the checkpoint itself, or in a DeepSpeed checkpoint
+    folder the model-states file, where DeepSpeed keeps Lightning's `client_state`."""
+    if not path.is_dir():
+        return path
+    found = sorted(path.glob("*/*model_states.pt"))
+    if not found:
+        raise RuntimeError(f"{path}: a DeepSpeed checkpoint folder without a model-states file (an interrupted save?); "
+                           "delete it to restart this stage from its beginning")
+    return found[0]
+
+
 def check_resume_checkpoint(path: Path, fingerprint: str) -> None:
     """Refuse, with the path in the message, a checkpoint that cannot be read or that another
     configuration of the stage wrote (it would load wrong weights or fail deep in Lightning)."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        ckpt = torch.load(client_state_file(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
         raise RuntimeError(f"{path}: the checkpoint cannot be read, it may be truncated ({type(err).__name__}: {err}); "
                            "delete it to restart this stage from its beginning") from err

@@ -40,12 +40,13 @@ def fit_reward_model(
     data_seed = cfg.seed if data_seed is None else data_seed
     head_seed = cfg.seed if head_seed is None else head_seed
     common.seed_stage(cfg, stage)
+    dtype = common.trainable_dtype(cfg, model_cfg)
     if init_path is None:
         tokenizer = load_tokenizer(model_cfg)
-        lm = build_causal_lm(model_cfg, tokenizer, seed=cfg.seed)
+        lm = build_causal_lm(model_cfg, tokenizer, seed=cfg.seed, dtype=dtype)
     else:
         tokenizer = tokenizer_from(init_path)
-        lm = load_causal_lm(str(init_path), tokenizer, model_cfg.dtype, model_cfg.gradient_checkpointing)
+        lm = load_causal_lm(str(init_path), tokenizer, dtype, model_cfg.gradient_checkpointing)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(head_seed)
         model = RewardModel.from_causal_lm(lm, plain(objective.head))
@@ -62,13 +63,16 @@ def fit_reward_model(
         model, instantiate(objective.loss), lr=section.lr, weight_decay=section.weight_decay,
         warmup_steps=section.warmup_steps, on_nonfinite=cfg.on_nonfinite,
     )
+    full = common.FullWeights("model")
     trainer = common.make_trainer(
-        cfg, stage, save_dir, loggers, train_loader=train_dl, fingerprint=fingerprint, max_epochs=section.epochs,
+        cfg, stage, save_dir, loggers, [full], train_loader=train_dl, fingerprint=fingerprint, max_epochs=section.epochs,
         max_steps=section.max_steps,
     )
     common.fit(trainer, module, save_dir, train_dl, val_dl)
-    model.save_pretrained(out, tokenizer)
-    stats = score_stats(model, train, tokenizer.pad_token_id)
+    model.save_pretrained(out, tokenizer, state_dict=full.state)
+    if full.state is not None:  # ZeRO-3 left shards in `model`: score with the export
+        model = RewardModel.from_pretrained(out, model_cfg.dtype)
+    stats = score_stats(model, train, tokenizer.pad_token_id, device=common.stage_device(cfg))
     write_json(out / SCORE_STATS, stats)
     metrics = {**common.metrics_of(trainer), "rm/score_mean": stats["mean"], "rm/score_std": stats["std"]}
     where = common.finish_loggers(loggers)
@@ -103,14 +107,19 @@ def pair_accuracy(model: RewardModel, examples: list, pad_id: int, batch_size: i
 
 
 @torch.no_grad()
-def score_stats(model: RewardModel, examples: list, pad_id: int, batch_size: int = 256) -> dict:
+def score_stats(model: RewardModel, examples: list, pad_id: int, batch_size: int = 256,
+                device: str | torch.device = "cpu") -> dict:
     """Mean and std of the raw reward over every response of the training pairs.
 
     PPO standardizes the score with them, so each objective's reward enters PPO on the same
     scale (for the pipeline these are the SFT policy's own samples)."""
-    model.eval()
+    model.eval().to(device)
     collate = PreferenceCollator(pad_id)
-    rewards = torch.cat([model(**collate(examples[i : i + batch_size])).reward for i in range(0, len(examples), batch_size)])
+    rewards = torch.cat([
+        model(**{k: v.to(device) for k, v in collate(examples[i : i + batch_size]).items()}).reward.float().cpu()
+        for i in range(0, len(examples), batch_size)
+    ])
+    model.cpu()
     return {"mean": rewards.mean().item(), "std": rewards.std().item(), "n": rewards.numel()}
 
 

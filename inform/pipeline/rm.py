@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from inform.pipeline import common
-from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash
+from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, trainer_numerics
 from inform.pipeline.label import ensure_labels, label_spec, read_pairs
 from inform.pipeline.reward_fit import fit_reward_model
 from inform.pipeline.sft import ensure_sft, sft_spec
@@ -29,7 +29,7 @@ def rm_spec(cfg: DictConfig, member: int = 0) -> dict:
     spec = {
         "reward": plain(cfg.reward), "objective": plain(cfg.objective), "rm": plain(cfg.rm), "seed": cfg.seed,
         "max_tokens": [cfg.data.max_prompt_tokens, cfg.data.max_response_tokens],
-        "precision": str(cfg.trainer.get("precision")),
+        **trainer_numerics(cfg),
     }
     if cfg.rm.data == "labels":
         spec["data"] = "labels-" + spec_hash(label_spec(cfg))

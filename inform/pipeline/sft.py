@@ -17,7 +17,7 @@ from inform.models.causal_lm import build_causal_lm
 from inform.models.tokenizer import load_tokenizer
 from inform.modules.sft import SFTModule
 from inform.pipeline import common
-from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, write_json
+from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, trainer_numerics, write_json
 
 log = logging.getLogger("inform")
 
@@ -32,7 +32,7 @@ def sft_spec(cfg: DictConfig, role: str = "policy") -> dict:
     return {
         "policy": plain(cfg[sft_role(cfg, role)]), "data": plain(cfg.data.sft), "sft": plain(cfg.sft), "seed": cfg.seed,
         "max_tokens": [cfg.data.max_prompt_tokens, cfg.data.max_response_tokens],
-        "precision": str(cfg.trainer.get("precision")),
+        **trainer_numerics(cfg),
     }
 
 
@@ -40,7 +40,7 @@ def train_sft(cfg: DictConfig, out: Path, role: str = "policy") -> None:
     stage = "sft" if role == "policy" else f"sft_{role.split('_')[0]}"
     common.seed_stage(cfg, stage)
     tokenizer = load_tokenizer(cfg[role])
-    model = build_causal_lm(cfg[role], tokenizer, seed=cfg.seed)
+    model = build_causal_lm(cfg[role], tokenizer, seed=cfg.seed, dtype=common.trainable_dtype(cfg, cfg[role]))
     rows = common.load_rows(cfg, "sft")
     examples = list(
         zip(
@@ -58,13 +58,14 @@ def train_sft(cfg: DictConfig, out: Path, role: str = "policy") -> None:
     module = SFTModule(
         model, lr=cfg.sft.lr, weight_decay=cfg.sft.weight_decay, warmup_steps=cfg.sft.warmup_steps, on_nonfinite=cfg.on_nonfinite
     )
+    full = common.FullWeights("model")
     trainer = common.make_trainer(
-        cfg, stage, save_dir, loggers, train_loader=train_dl, fingerprint=spec_hash(sft_spec(cfg, role)),
+        cfg, stage, save_dir, loggers, [full], train_loader=train_dl, fingerprint=spec_hash(sft_spec(cfg, role)),
         max_steps=cfg.sft.max_steps, max_epochs=cfg.sft.epochs,
         val_check_interval=cfg.sft.val_every, check_val_every_n_epoch=None,
     )
     common.fit(trainer, module, save_dir, train_dl, val_dl)
-    model.save_pretrained(out)
+    model.save_pretrained(out, state_dict=full.state)
     tokenizer.save_pretrained(out)
     metrics = common.metrics_of(trainer)
     where = common.finish_loggers(loggers)
