@@ -5,8 +5,8 @@
 # The run folder comes from the job id ($INFORM_OUTPUTS/slurm-<job>/, INFORM_OUTPUTS=outputs
 # by default), never from a timestamp, so a
 # requeued job finds its own checkpoint. Defaults below; override them on the sbatch command
-# line or with SBATCH_* variables, the usual Slurm way. For GPUs add --gres=gpu:N (and
-# --ntasks-per-node=N with trainer=ddp: Lightning wants one task per GPU).
+# line or with SBATCH_* variables, the usual Slurm way. For a GPU add --gres=gpu:1 (one
+# process per run: inform refuses trainer.devices or num_nodes above 1).
 #SBATCH --job-name=inform
 #SBATCH --partition=debug
 #SBATCH --nodes=1

@@ -170,3 +170,9 @@ def test_paper_experiment_composes_from_the_command_line(tmp_path):
 def test_bad_detector_settings_name_the_key(compose, overrides, key, message):
     with pytest.raises(ConfigError, match=rf"^{key.replace('.', '[.]')}: .*{message}"):
         validate(compose(*overrides))
+
+
+@pytest.mark.parametrize("override", ["trainer.devices=2", "trainer.devices=-1", "trainer.devices=[0,1]", "trainer.num_nodes=2"])
+def test_several_processes_per_run_are_refused_by_name_instead_of_hanging(compose, override):
+    with pytest.raises(ConfigError, match=rf"^trainer[.]{override.split('=')[0].split('.')[1]}: .*one process per run"):
+        validate(compose("trainer=ddp", override))

@@ -142,8 +142,32 @@ def _check_bon(cfg: DictConfig) -> None:
               "best-of-n is estimated from bon.n_samples samples per prompt")
 
 
+def _processes(value) -> int | None:
+    """How many processes a Trainer's `devices`/`num_nodes` asks for (-1: all GPUs; None: auto)."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        if "," in value:
+            return len([v for v in value.split(",") if v.strip()])
+        return int(value) if value.lstrip("-").isdigit() else None
+    return len(value)  # a list of device indices
+
+
+def _check_processes(trainer: DictConfig) -> None:
+    """One process per run. Several (devices or num_nodes > 1: DDP or DeepSpeed across GPUs)
+    would each enter the stage cache, and the ranks waiting for the first one's lock would
+    never join its training: refused here instead of hanging."""
+    for key in ("devices", "num_nodes"):
+        n = _processes(trainer.get(key, 1))
+        if n is not None and (n > 1 or n == -1):
+            _fail(f"trainer.{key}", f"{trainer.get(key)}: one process per run for now (each rank would enter the stage "
+                                    "cache and wait on the lock the first rank holds while it waits for them); use "
+                                    "devices=1 num_nodes=1 and spread a sweep over GPUs as a job array (slurm/sweep.sh)")
+
+
 def check_values(cfg: DictConfig) -> None:
     """Typed right but impossible: each check names its key."""
+    _check_processes(cfg.trainer)
     if cfg.beta < 0:
         _fail("beta", f"must be >= 0 (got {cfg.beta})")
     if cfg.latent_dim <= 0:
