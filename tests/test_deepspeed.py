@@ -111,3 +111,21 @@ def test_a_preempted_ppo_under_zero3_resumes_from_its_deepspeed_checkpoint(zero3
     assert [h["step"] for h in resumed] == [0, 4, 8]
     for a, b in zip(strip(resumed), strip(whole), strict=True):
         assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+
+
+def test_rloo_trains_under_zero3_from_the_same_upstream(zero3_pipeline, tmp_path):
+    """RLOO's one optimizer under the engine (which clips at ppo.max_grad_norm): it reuses the
+    ZeRO-3 upstream, evaluates on PPO's schedule and exports its gathered policy."""
+    base = zero3_pipeline
+    art = tmp_path / "artifacts"
+    for p in (base / "artifacts").iterdir():
+        if p.is_dir() and not p.name.startswith("ppo-"):
+            shutil.copytree(p, art / p.name)
+    proc = run_inform(*ZERO3, "stage=rloo", "rloo.k=4", f"paths.artifacts={art}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert "rloo: built" in proc.stdout and "sft: built" not in proc.stdout
+    out = export(art, "rloo")
+    assert [h["step"] for h in json.loads((out / "eval_history.json").read_text())["history"]] == [0, 4, 8]
+    sft = load_file(export(art, "sft") / "model.safetensors")
+    policy = load_file(out / "policy" / "model.safetensors")
+    assert sorted(policy) == sorted(sft) and all(policy[k].shape == v.shape for k, v in sft.items())
+    assert max((policy[k] - v).abs().max().item() for k, v in sft.items()) > 1e-4
