@@ -82,8 +82,10 @@ class Timed:
 
 
 def bare_update(policy, critic, exp, c: PPOConfig, rounds: int) -> list[float]:
-    opt_pi = torch.optim.AdamW(policy.parameters(), lr=c.policy_lr)
-    opt_v = torch.optim.AdamW(critic.parameters(), lr=c.critic_lr)
+    """The same update as PPOModule's in plain PyTorch: one AdamW with a policy and a critic
+    group, one backward of the two losses, each model's gradient norm clipped on its own."""
+    opt = torch.optim.AdamW([{"params": list(policy.parameters()), "lr": c.policy_lr},
+                             {"params": list(critic.parameters()), "lr": c.critic_lr}])
     times = []
     for r in range(rounds):
         g = torch.Generator().manual_seed(r)
@@ -93,16 +95,13 @@ def bare_update(policy, critic, exp, c: PPOConfig, rounds: int) -> list[float]:
                 ro, mask = exp.rollout.rows(idx), exp.rollout.response_mask[idx]
                 logprobs = token_logprobs(response_logits(policy, ro, c.temperature), ro.responses)
                 loss, _ = policy_loss(logprobs, exp.logprobs[idx], exp.advantages[idx], mask, c.clip)
-                opt_pi.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
-                opt_pi.step()
                 values = response_values(critic, ro)
                 vloss, _ = value_loss(values, exp.values[idx], exp.returns[idx], mask, c.value_clip)
-                opt_v.zero_grad()
-                vloss.backward()
-                torch.nn.utils.clip_grad_norm_(critic.parameters(), c.max_grad_norm)
-                opt_v.step()
+                opt.zero_grad()
+                (loss + vloss).backward()
+                for group in opt.param_groups:
+                    torch.nn.utils.clip_grad_norm_(group["params"], c.max_grad_norm)
+                opt.step()
         times.append(time.perf_counter() - t0)
     return times
 
