@@ -145,3 +145,34 @@ def test_scorer_retokenizes_for_a_reward_model_with_another_vocabulary(compose):
     assert torch.allclose(got, want, atol=1e-5)
     norm = scorer.normalize(got, torch.tensor([False]))
     assert norm.item() == pytest.approx((want.item() - 1.0) / 2.0 - 0.5, abs=1e-5)
+
+
+def test_gradient_checkpointing_recomputes_each_layer_in_backward_and_keeps_the_gradients(compose):
+    """`<model>.gradient_checkpointing: true` reaches the layers of the LM and of the reward
+    model and critic built on its body: each layer runs again during backward (activations
+    are not kept), and the gradients are the ones computed without it."""
+    from inform.models.value_model import ValueModel
+
+    cfg = validate(compose())
+    tok = load_tokenizer(cfg.policy)
+    ids = torch.randint(5, len(tok), (3, 12))
+    mask = torch.ones_like(ids)
+    losses = {
+        "lm": (lambda lm: lm, lambda m: m(input_ids=ids, attention_mask=mask).logits.pow(2).mean()),
+        "rm": (lambda lm: RewardModel.from_causal_lm(lm, {"kind": "scalar"}), lambda m: m(ids, mask).reward.sum()),
+        "critic": (ValueModel.from_causal_lm, lambda m: m(ids, mask).pow(2).mean()),
+    }
+    grads, calls = {}, {}
+    for name, (wrap, loss) in losses.items():
+        for ckpt in (False, True):
+            lm = build_causal_lm(OmegaConf.merge(cfg.policy, {"gradient_checkpointing": ckpt}), tok, seed=0).train()
+            torch.manual_seed(1)  # the head's init
+            model = wrap(lm)
+            n = []
+            # the layer's attention: the recompute runs inside the layer's checkpointed call
+            lm.base_model.layers[0].attention.register_forward_hook(lambda *a, n=n: n.append(1))
+            loss(model).backward()
+            calls[ckpt] = len(n)
+            grads[ckpt] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        assert calls == {False: 1, True: 2}, name
+        assert torch.allclose(grads[True], grads[False], atol=1e-6), name
