@@ -10,11 +10,13 @@ from hydra.utils import get_method
 from omegaconf import DictConfig
 
 from inform.config import validate
+from inform.pipeline import ranks
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
     cfg = validate(cfg)  # keys, types and ranges, before any model is built
+    ranks.start()  # under torchrun: join the other processes of this run
     L.seed_everything(cfg.seed, workers=True)
     stage = get_method(cfg.stage._target_)
     return stage(cfg)

@@ -8,6 +8,10 @@ cd "$INFORM_ROOT" || { echo "inform: no repository at INFORM_ROOT=$INFORM_ROOT" 
 [ -f run.py ] || { echo "inform: $INFORM_ROOT has no run.py; submit from the repository root or set INFORM_ROOT" >&2; exit 2; }
 PY=${INFORM_PYTHON:-$INFORM_ROOT/.venv/bin/python}
 [ -x "$PY" ] || PY=python3
+# INFORM_NPROC=N: N processes on this node (one per GPU; add trainer.devices=N), started by
+# torchrun; rank 0 builds each artifact, the others join its training (inform/pipeline/ranks.py)
+LAUNCH=("$PY")
+[ "${INFORM_NPROC:-1}" -gt 1 ] && LAUNCH=("$PY" -m torch.distributed.run --standalone "--nproc_per_node=$INFORM_NPROC")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
 # where run folders go (relative to the repository root unless absolute)
 INFORM_OUTPUTS=${INFORM_OUTPUTS:-outputs}      # single jobs: $INFORM_OUTPUTS/slurm-<job>/

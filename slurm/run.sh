@@ -5,8 +5,9 @@
 # The run folder comes from the job id ($INFORM_OUTPUTS/slurm-<job>/, INFORM_OUTPUTS=outputs
 # by default), never from a timestamp, so a
 # requeued job finds its own checkpoint. Defaults below; override them on the sbatch command
-# line or with SBATCH_* variables, the usual Slurm way. For a GPU add --gres=gpu:1 (one
-# process per run: inform refuses trainer.devices or num_nodes above 1).
+# line or with SBATCH_* variables, the usual Slurm way. For a GPU add --gres=gpu:1; for N
+# GPUs of one node --gres=gpu:N and INFORM_NPROC=N with trainer.devices=N (torchrun starts
+# one process per GPU; a preemption signal is not passed on to them: no requeue then).
 #SBATCH --job-name=inform
 #SBATCH --partition=debug
 #SBATCH --nodes=1
@@ -21,4 +22,4 @@
 set -uo pipefail
 source "${INFORM_ROOT:-$SLURM_SUBMIT_DIR}/slurm/common.sh"
 run_dir=$INFORM_OUTPUTS/slurm-$SLURM_JOB_ID
-run_forwarding_signals "$PY" run.py "$@" hydra.run.dir="$run_dir"
+run_forwarding_signals "${LAUNCH[@]}" run.py "$@" hydra.run.dir="$run_dir"

@@ -42,5 +42,5 @@ mapfile -t point < <("$PY" slurm/grid.py point "$SLURM_ARRAY_TASK_ID" "$@")
 [ "${#point[@]}" -gt 0 ] || { echo "inform: no grid point $SLURM_ARRAY_TASK_ID" >&2; exit 2; }
 sweep_dir=${INFORM_SWEEP_DIR:-$INFORM_MULTIRUN/slurm-$SLURM_ARRAY_JOB_ID}
 echo "inform sweep point $SLURM_ARRAY_TASK_ID: ${point[*]}"
-run_forwarding_signals "$PY" run.py "${point[@]}" group="$(basename "$sweep_dir")" \
+run_forwarding_signals "${LAUNCH[@]}" run.py "${point[@]}" group="$(basename "$sweep_dir")" \
   hydra.run.dir="$sweep_dir/$SLURM_ARRAY_TASK_ID"

@@ -190,3 +190,23 @@ def test_rm_preempted_mid_epoch_resumes_and_matches_an_uninterrupted_run(shared)
     assert steps == sorted(set(steps)) and len(steps) >= 10  # none twice, none missing (same as uninterrupted)
     (run,) = [r for r in find_runs(slurm, merge_resumed=True) if r.job_type == "rm"]
     assert [s for s, _ in run.series("train/loss")] == steps
+
+
+def test_a_slurm_job_runs_two_processes_with_torchrun(shared, tmp_path):
+    """INFORM_NPROC=2: run.sh starts torchrun in the job; the two ranks train one RM together
+    (2 x 16 pairs a step) and rank 0 exports it, as one process with 32 pairs would."""
+    root, env = shared
+    rm = ["experiment=smoke", "stage=rm", "rm.data=human", "rm.init=base", "objective=bt", "rm.epochs=1", "data.preference.n=1500",
+          "trainer.precision=32-true", "logger=csv"]
+    job = sh("sbatch", "--parsable", "--cpus-per-task=2", f"--output={tmp_path}/job-%j.out", "slurm/run.sh", *rm, "trainer=ddp",
+             "trainer.accelerator=cpu", "trainer.devices=2", "rm.batch_size=16", f"paths.artifacts={tmp_path}/two",
+             env={**env, "INFORM_NPROC": "2", "INFORM_OUTPUTS": str(tmp_path), "OMP_NUM_THREADS": "1"}).strip()
+    run_inform(*rm, "rm.batch_size=32", f"paths.artifacts={tmp_path}/one", f"hydra.run.dir={tmp_path}/one-run", cwd=tmp_path,
+               env={"OMP_NUM_THREADS": "1"})
+    wait_jobs([job], 300)
+    log = (tmp_path / f"job-{job}.out").read_text()
+    assert states(job) == ["COMPLETED"], log[-4000:]
+    assert " - rm: built " in log and " - rm: rank 1 uses " in log
+    (two,), (one,) = list((tmp_path / "two").glob("rm-*/metrics.json")), list((tmp_path / "one").glob("rm-*/metrics.json"))
+    m2, m1 = json.loads(two.read_text()), json.loads(one.read_text())
+    assert m2["val/acc"] == m1["val/acc"] and m2["val/loss"] == pytest.approx(m1["val/loss"], rel=1e-5)

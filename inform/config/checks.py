@@ -3,6 +3,7 @@ and of `_target_` nodes' arguments; each failure names its dotted key."""
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any
 
 from hydra.utils import get_object
@@ -154,15 +155,18 @@ def _processes(value) -> int | None:
 
 
 def _check_processes(trainer: DictConfig) -> None:
-    """One process per run. Several (devices or num_nodes > 1: DDP or DeepSpeed across GPUs)
-    would each enter the stage cache, and the ranks waiting for the first one's lock would
-    never join its training: refused here instead of hanging."""
-    for key in ("devices", "num_nodes"):
-        n = _processes(trainer.get(key, 1))
-        if n is not None and (n > 1 or n == -1):
-            _fail(f"trainer.{key}", f"{trainer.get(key)}: one process per run for now (each rank would enter the stage "
-                                    "cache and wait on the lock the first rank holds while it waits for them); use "
-                                    "devices=1 num_nodes=1 and spread a sweep over GPUs as a job array (slurm/sweep.sh)")
+    """Several processes per run (devices x num_nodes > 1) are started by torchrun, one per
+    device (inform/pipeline/ranks.py): a Trainer asking for more than the run has would
+    otherwise start its own copies of the whole pipeline, or wait for ranks that never come."""
+    n = [_processes(trainer.get(key, 1)) for key in ("devices", "num_nodes")]
+    if None in n:
+        return
+    want, have = (-1 if -1 in n else n[0] * n[1]), int(os.environ.get("WORLD_SIZE", "1"))
+    if want != have and (want > 1 or want == -1 or have > 1):
+        key = "trainer.devices" if n[0] != 1 else "trainer.num_nodes"
+        _fail(key, f"the Trainer asks for {'all devices' if want == -1 else want} processes and this run has {have} "
+                   f"(WORLD_SIZE): start several with torchrun, one per device, e.g. `torchrun --nproc_per_node={max(want, 2)} "
+                   f"run.py trainer=ddp trainer.devices={max(want, 2)}`; or set trainer.devices=1 trainer.num_nodes=1")
 
 
 def check_values(cfg: DictConfig) -> None:

@@ -114,6 +114,8 @@ class DetectorCallback(L.Callback):
 
     # ------------------------------------------------------------------ pictures and state
     def _plot(self, module, rlhf: np.ndarray, res, step: int) -> None:
+        if not module.trainer.is_global_zero:  # several processes: rank 0 draws
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = plot_latents(self.sft, rlhf, res, self.out_dir / f"latents_step{step:05d}.png", threshold=self.sft_radius,
                             title=f"step {step}: CSI {res.value:.3g}, {res.n_clusters} clusters", method=self.csi["plot_method"])
@@ -123,6 +125,8 @@ class DetectorCallback(L.Callback):
 
     def on_train_end(self, trainer, pl_module):
         """`latents.npz`: the SFT reference and every eval step's latents, for offline analysis."""
+        if not trainer.is_global_zero:
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         arrays = {"sft": self.sft.astype(np.float32), **{f"step_{k:05d}": v for k, v in self.latents.items()}}
         tmp = self.out_dir / "latents.tmp.npz"

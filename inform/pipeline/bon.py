@@ -144,7 +144,7 @@ def build_bon(cfg: DictConfig, out: Path, sft: Path, rm: list[Path], gold: Path,
 
 def ensure_bon(cfg: DictConfig) -> Path:
     sft, gold, labels, rm = ensure_sft(cfg), ensure_gold(cfg), ensure_labels(cfg), ensure_proxy(cfg)
-    return build_once(cfg.paths.artifacts, "bon", bon_spec(cfg), lambda out: build_bon(cfg, out, sft, rm, gold, labels))
+    return build_once(cfg.paths.artifacts, "bon", bon_spec(cfg), lambda out: build_bon(cfg, out, sft, rm, gold, labels), trains=False)
 
 
 def run_bon(cfg: DictConfig) -> dict:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +22,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from inform import __version__
+from inform.pipeline import ranks
 from inform.pipeline.preempt import PREEMPTION
 
 log = logging.getLogger("inform")
@@ -68,8 +70,11 @@ def is_complete(path: Path) -> bool:
     return (path / COMPLETE).is_file()
 
 
-def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path], None]) -> Path:
-    """The artifact of `stage` for `spec`, built by `build(tmp_dir)` unless already complete."""
+def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path], None], trains: bool = True) -> Path:
+    """The artifact of `stage` for `spec`, built by `build(tmp_dir)` unless already complete.
+
+    `trains`: the build runs a Trainer, which every rank of a multi-process run must join
+    (inform/pipeline/ranks.py); otherwise rank 0 builds alone."""
     final = artifact_path(root, stage, spec)
     if is_complete(final):
         if final not in _announced:
@@ -78,6 +83,8 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
         return final
     PREEMPTION.requeue_if_requested()  # a preemption signal between stages: requeue now
     make_dir(final.parent, "paths.artifacts")
+    if ranks.rank() > 0:
+        return follow(final, stage, build if trains else None)
     with FileLock(str(final) + ".lock"):
         if is_complete(final):  # another job built it while we waited
             log.info("%s: reusing %s (built by another job)", stage, final)
@@ -89,14 +96,35 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
             shutil.rmtree(stale, ignore_errors=True)
         tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
         tmp.mkdir()
+        if ranks.world_size() > 1:
+            ranks.go_marker(final).write_text("")
         build(tmp)
         (tmp / SPEC).write_text(json.dumps(plain(spec), indent=2, sort_keys=True, default=str))
         (tmp / COMPLETE).write_text("")
         if final.exists():  # an incomplete leftover of a killed job
             shutil.rmtree(final)
         os.replace(tmp, final)
+        ranks.go_marker(final).unlink(missing_ok=True)
     log.info("%s: built %s", stage, final)
     _announced.add(final)
+    return final
+
+
+def follow(final: Path, stage: str, build: Callable[[Path], None] | None, poll_s: float = 0.5) -> Path:
+    """Rank > 0 of a multi-process run: reuse `final` once complete; when rank 0 starts building
+    it, join the build (its Trainer needs every rank) in a scratch folder, then wait for rank 0's."""
+    marker = ranks.go_marker(final)
+    while not is_complete(final):
+        if build is not None and marker.exists():
+            scratch = final.parent / f".{final.name}.rank{ranks.rank()}-{os.getpid()}"
+            scratch.mkdir()
+            try:
+                build(scratch)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            build = None  # joined; now wait for rank 0's export
+        time.sleep(poll_s)
+    log.info("%s: rank %d uses %s", stage, ranks.rank(), final)
     return final
 
 

@@ -18,7 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
-from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.strategies import DeepSpeedStrategy
@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from inform.data.collate import ResumableSampler, encode_prompts
+from inform.pipeline import ranks
 from inform.pipeline.cache import deepspeed_stage, make_dir, plain
 from inform.pipeline.preempt import PreemptCheckpoint, check_resume_checkpoint, under_slurm
 
@@ -139,7 +140,10 @@ def wandb_offline_reason() -> str | None:
 
 
 def make_loggers(cfg: DictConfig, stage: str, save_dir: Path) -> list:
+    """The stage's W&B run and CSV log; none on ranks > 0 of a multi-process run (rank 0 logs)."""
     loggers = []
+    if ranks.rank() > 0:
+        return loggers
     for key, node in cfg.logger.items():
         if node._target_.endswith("WandbLogger"):
             own_wandb_service()
@@ -178,7 +182,10 @@ def make_trainer(
     ckpt = ModelCheckpoint(dirpath=save_dir / "checkpoints", save_last=True)
     samplers = [train_loader.sampler] if train_loader is not None and isinstance(train_loader.sampler, ResumableSampler) else []
     preempt_cb = PreemptCheckpoint(save_dir / "checkpoints" / PREEMPT_CKPT, samplers, fingerprint)
-    extra = {"plugins": [SLURMEnvironment(auto_requeue=False)]} if under_slurm() else {}
+    if ranks.world_size() > 1:  # torchrun's processes (also inside a Slurm job, which Lightning would pick instead)
+        extra = {"plugins": [TorchElasticEnvironment()]}
+    else:
+        extra = {"plugins": [SLURMEnvironment(auto_requeue=False)]} if under_slurm() else {}
     return instantiate(
         cfg.trainer, logger=loggers or False, callbacks=[ckpt, preempt_cb, *(callbacks or [])],
         default_root_dir=str(save_dir), use_distributed_sampler=False,  # ResumableSampler splits the data itself

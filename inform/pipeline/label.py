@@ -123,7 +123,7 @@ def read_stats(path: Path) -> dict:
 
 def ensure_labels(cfg: DictConfig) -> Path:
     sft_path, gold_path = ensure_sft(cfg), ensure_gold(cfg)
-    return build_once(cfg.paths.artifacts, "label", label_spec(cfg), lambda out: make_labels(cfg, out, sft_path, gold_path))
+    return build_once(cfg.paths.artifacts, "label", label_spec(cfg), lambda out: make_labels(cfg, out, sft_path, gold_path), trains=False)
 
 
 def run_label(cfg: DictConfig) -> dict:

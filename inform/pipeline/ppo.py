@@ -26,7 +26,7 @@ from inform.models.tokenizer import tokenizer_from
 from inform.models.value_model import ValueModel
 from inform.modules.detector_callback import DetectorCallback
 from inform.modules.ppo import PPOModule
-from inform.pipeline import common
+from inform.pipeline import common, ranks
 from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, trainer_numerics, write_json
 from inform.pipeline.gold import ensure_gold, gold_spec
 from inform.pipeline.label import ensure_labels, label_spec, ppo_prompts
@@ -94,7 +94,9 @@ def rl_parts(cfg: DictConfig, sft: Path, rm: list[Path], gold: Path, labels: Pat
         raise ValueError(
             f"data.prompts: {len(prompts)} prompts are left for RL after the label stage's; a step needs {prompts_per_step}"
         )
-    batches = PromptBatches(common.prompt_ids(cfg, tok, prompts, "prompts"), prompts_per_step, cfg.ppo.steps, cfg.seed, tok.pad_token_id)
+    # several processes: each runs ppo.steps iterations on batches of its own (ResumableSampler splits them)
+    steps = cfg.ppo.steps * ranks.world_size()
+    batches = PromptBatches(common.prompt_ids(cfg, tok, prompts, "prompts"), prompts_per_step, steps, cfg.seed, tok.pad_token_id)
     return RLParts(tok, policy, ref, proxy, evaluator, batches)
 
 
@@ -151,6 +153,8 @@ def fit_and_export(cfg: DictConfig, out: Path, stage: str, module, batches: Prom
     if isinstance(trainer.strategy, DeepSpeedStrategy):  # manual optimization: the engine does the clipping
         trainer.strategy.config["gradient_clipping"] = cfg.ppo.max_grad_norm
     common.fit(trainer, module, save_dir, train_dl)
+    if ranks.rank() > 0:  # rank 0 exports (inform/pipeline/ranks.py)
+        return
 
     module.policy.save_pretrained(out / "policy", state_dict=full.state)
     module.tokenizer.save_pretrained(out / "policy")

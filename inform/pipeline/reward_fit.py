@@ -14,7 +14,7 @@ from inform.models.causal_lm import build_causal_lm, load_causal_lm
 from inform.models.reward_model import RewardModel
 from inform.models.tokenizer import load_tokenizer, tokenizer_from
 from inform.modules.reward import RewardModule
-from inform.pipeline import common
+from inform.pipeline import common, ranks
 from inform.pipeline.cache import plain, write_json
 
 SCORE_STATS = "score_stats.json"
@@ -69,6 +69,8 @@ def fit_reward_model(
         max_steps=section.max_steps,
     )
     common.fit(trainer, module, save_dir, train_dl, val_dl)
+    if ranks.rank() > 0:  # rank 0 exports (inform/pipeline/ranks.py)
+        return
     model.save_pretrained(out, tokenizer, state_dict=full.state)
     if full.state is not None:  # ZeRO-3 left shards in `model`: score with the export
         model = RewardModel.from_pretrained(out, model_cfg.dtype)

@@ -53,7 +53,7 @@ def ensure_proxy(cfg: DictConfig) -> list[Path]:
     members = [ensure_rm(cfg, j) for j in range(cfg.ensemble.members)]
     if cfg.ensemble.members == 1 or cfg.ensemble.combine != "warm":
         return members
-    return [build_once(cfg.paths.artifacts, "warm", warm_spec(cfg), lambda out: build_warm(cfg, members, out))]
+    return [build_once(cfg.paths.artifacts, "warm", warm_spec(cfg), lambda out: build_warm(cfg, members, out), trains=False)]
 
 
 def build_warm(cfg: DictConfig, members: list[Path], out: Path) -> None:

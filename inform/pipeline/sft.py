@@ -16,7 +16,7 @@ from inform.data.collate import SFTCollator, encode_responses
 from inform.models.causal_lm import build_causal_lm
 from inform.models.tokenizer import load_tokenizer
 from inform.modules.sft import SFTModule
-from inform.pipeline import common
+from inform.pipeline import common, ranks
 from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, trainer_numerics, write_json
 
 log = logging.getLogger("inform")
@@ -65,6 +65,8 @@ def train_sft(cfg: DictConfig, out: Path, role: str = "policy") -> None:
         val_check_interval=cfg.sft.val_every, check_val_every_n_epoch=None,
     )
     common.fit(trainer, module, save_dir, train_dl, val_dl)
+    if ranks.rank() > 0:  # rank 0 exports (inform/pipeline/ranks.py)
+        return
     model.save_pretrained(out, state_dict=full.state)
     tokenizer.save_pretrained(out)
     metrics = common.metrics_of(trainer)

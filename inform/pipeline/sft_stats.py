@@ -81,7 +81,7 @@ def compute_stats(cfg: DictConfig, out: Path, sft: Path, rm: list[Path]) -> None
 
 def ensure_sft_stats(cfg: DictConfig) -> Path:
     sft, rm = ensure_sft(cfg), ensure_proxy(cfg)
-    return build_once(cfg.paths.artifacts, "sft_stats", stats_spec(cfg), lambda out: compute_stats(cfg, out, sft, rm))
+    return build_once(cfg.paths.artifacts, "sft_stats", stats_spec(cfg), lambda out: compute_stats(cfg, out, sft, rm), trains=False)
 
 
 def load_sft_stats(path: Path) -> SFTStats:
