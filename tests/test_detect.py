@@ -136,7 +136,7 @@ def test_early_stop_fires_from_the_chosen_detector_on_a_planted_series(tmp_path)
     rng = np.random.default_rng(0)
     sft = rng.standard_normal((2000, 3))
     saved = []
-    trainer = SimpleNamespace(should_stop=False, save_checkpoint=lambda p, **kw: saved.append(Path(p)))
+    trainer = SimpleNamespace(should_stop=False, is_global_zero=True, save_checkpoint=lambda p, **kw: saved.append(Path(p)))
     module = SimpleNamespace(trainer=trainer, loggers=[])
     cb = DetectorCallback(tmp_path, ["csi", "mahalanobis"], sft[:300], gaussian=fit_gaussian(sft),
                           csi={"plot_every_n_evals": 1000}, early_stop={"enabled": True, "watch": "detect/mahalanobis_mean", "e_max": 10.0})

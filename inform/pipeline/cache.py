@@ -96,15 +96,17 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
             shutil.rmtree(stale, ignore_errors=True)
         tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
         tmp.mkdir()
-        if ranks.world_size() > 1:
-            ranks.go_marker(final).write_text("")
+        marker = ranks.go_marker(final) if ranks.world_size() > 1 else None
+        if marker is not None:
+            marker.write_text("")
         build(tmp)
         (tmp / SPEC).write_text(json.dumps(plain(spec), indent=2, sort_keys=True, default=str))
         (tmp / COMPLETE).write_text("")
         if final.exists():  # an incomplete leftover of a killed job
             shutil.rmtree(final)
         os.replace(tmp, final)
-        ranks.go_marker(final).unlink(missing_ok=True)
+        if marker is not None:
+            marker.unlink(missing_ok=True)
     log.info("%s: built %s", stage, final)
     _announced.add(final)
     return final

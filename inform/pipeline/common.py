@@ -51,7 +51,7 @@ def trainable_dtype(cfg: DictConfig, model_cfg: DictConfig) -> str:
     The presets' dtype (bfloat16 for Pythia and Vicuna) is right for inference, so frozen
     models (reference, proxy and gold RMs) load in it. A trained model loads in float32 under
     a `*-mixed` or `32-true` trainer: autocast computes in bf16 while AdamW updates fp32
-    weights (in bf16 weights an update below ~0.4% of a weight rounds away). DeepSpeed keeps
+    weights (in bf16 weights an update below ~0.2-0.4% of the weight rounds away). DeepSpeed keeps
     fp32 master weights in its own optimizer, and `bf16-true` asks for bf16 weights: there
     the preset's dtype stays."""
     if deepspeed_stage(cfg) is not None or str(cfg.trainer.get("precision")) in ("bf16-true", "16-true"):
