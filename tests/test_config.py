@@ -126,7 +126,7 @@ def test_trained_models_load_in_float32_under_mixed_precision_and_frozen_ones_in
     assert trainable_dtype(cfg, cfg.policy) == "float32" == cfg.policy.dtype
 
 
-def test_a_deepspeed_trainer_gets_its_own_artifacts_and_the_plain_ones_keep_their_hashes(compose):
+def test_a_deepspeed_trainer_gets_its_own_artifacts_and_the_plain_ones_keep_their_hashes(compose, monkeypatch):
     from inform.pipeline.cache import spec_hash, trainer_numerics
     from inform.pipeline.sft import sft_spec
 
@@ -135,6 +135,8 @@ def test_a_deepspeed_trainer_gets_its_own_artifacts_and_the_plain_ones_keep_thei
     z3 = validate(compose("trainer=deepspeed_zero3", "trainer.precision=32-true"))
     assert trainer_numerics(z3) == {"precision": "32-true", "deepspeed_stage": 3}
     assert spec_hash(sft_spec(cfg)) != spec_hash(sft_spec(z3))
+    monkeypatch.setenv("WORLD_SIZE", "2")  # two processes (torchrun): batch sizes are per process
+    assert trainer_numerics(cfg) == {"precision": "32-true", "processes": 2}
 
 
 def test_run_py_rejects_a_bad_key_before_building_anything(tmp_path):

@@ -47,12 +47,15 @@ def deepspeed_stage(cfg) -> int | None:
 
 
 def trainer_numerics(cfg) -> dict:
-    """What of the trainer config changes a stage's numbers: the precision, and under DeepSpeed
-    its ZeRO stage (fp32 master weights in its own optimizer; PPO's policy and critic clipped
-    together). Only the precision without DeepSpeed, so existing artifacts keep their hashes."""
+    """What of the trainer changes a stage's numbers: the precision; under DeepSpeed its ZeRO
+    stage (fp32 master weights in its own optimizer; PPO's policy and critic clipped
+    together); with several processes their number (batch sizes are per process). The last
+    two join only when set, so the artifacts of one plain process keep their hashes."""
     out = {"precision": str(cfg.trainer.get("precision"))}
     if deepspeed_stage(cfg) is not None:
         out["deepspeed_stage"] = deepspeed_stage(cfg)
+    if ranks.world_size() > 1:
+        out["processes"] = ranks.world_size()
     return out
 
 
