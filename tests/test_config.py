@@ -181,3 +181,10 @@ def test_more_processes_than_the_run_has_are_refused_by_name_instead_of_hanging(
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"^{key.replace('.', '[.]')}: .*this run has 1 .*torchrun"):
         validate(compose("trainer=ddp", override))
+
+
+def test_a_one_process_trainer_under_torchrun_is_refused_by_name(compose, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"^trainer[.]devices: the Trainer asks for 1 processes and this run has 2"):
+        validate(compose("trainer=cpu"))
+    validate(compose("trainer=ddp", "trainer.devices=2"))  # as many as the run has

@@ -89,3 +89,20 @@ def test_the_pipeline_runs_on_two_ranks_each_artifact_built_once_and_logged_once
     assert sorted(r.job_type for r in runs) == ["gold", "ppo", "rm", "sft"]  # one W&B run per stage: rank 0's
     history = json.loads((only_artifact(tmp_path / "art", "ppo") / "eval_history.json").read_text())["history"]
     assert [h["step"] for h in history] == [0, 2, 4] and all("reward/gold" in h for h in history)
+
+
+def test_ppo_under_ddp_keeps_the_ranks_policies_equal_though_they_sample_different_prompts(tmp_path):
+    """Policy and critic in one optimizer under DDP: each rank rolls out its own prompt batches
+    and backpropagates several minibatches per step; the gradients are averaged, so both ranks
+    end with the same policy, moved off the SFT one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                           str(ROOT / "tests" / "helpers" / "ppo_ddp.py"), str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert r0["iterations"] == r1["iterations"] == 2
+    assert all(torch.equal(v, r1["policy"][k]) for k, v in r0["policy"].items())
+    assert max((v - r0["sft"][k]).abs().max().item() for k, v in r0["policy"].items()) > 1e-3

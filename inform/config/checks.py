@@ -163,7 +163,7 @@ def _check_processes(trainer: DictConfig) -> None:
         return
     want, have = (-1 if -1 in n else n[0] * n[1]), int(os.environ.get("WORLD_SIZE", "1"))
     if want != have and (want > 1 or want == -1 or have > 1):
-        key = "trainer.devices" if n[0] != 1 else "trainer.num_nodes"
+        key = "trainer.num_nodes" if n[0] == 1 and n[1] != 1 else "trainer.devices"
         _fail(key, f"the Trainer asks for {'all devices' if want == -1 else want} processes and this run has {have} "
                    f"(WORLD_SIZE): start several with torchrun, one per device, e.g. `torchrun --nproc_per_node={max(want, 2)} "
                    f"run.py trainer=ddp trainer.devices={max(want, 2)}`; or set trainer.devices=1 trainer.num_nodes=1")
