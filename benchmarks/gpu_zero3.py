@@ -104,25 +104,6 @@ class StepClock(Callback):
         self.losses.append(None if loss is None else float(loss))  # a finite loss: the step ran on real numbers
 
 
-def cpu_strategy_class():
-    """Lightning's DeepSpeedStrategy on DeepSpeed's CPU accelerator (gloo), for the smoke test:
-    the same two CUDA checks lifted as in tests/helpers/cpu_deepspeed.py."""
-    from lightning.fabric.utilities.seed import reset_seed
-    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
-
-    class CPUDeepSpeedStrategy(DeepSpeedStrategy):
-        def setup_environment(self) -> None:
-            self.parallel_devices = [torch.device("cpu", i) for i in range(len(self.parallel_devices))]
-            DDPStrategy.setup_environment(self)
-
-        def setup_distributed(self) -> None:
-            reset_seed()
-            self.set_world_ranks()
-            self._init_deepspeed_distributed()
-
-    return CPUDeepSpeedStrategy
-
-
 def make_strategy(args, device):
     from lightning.pytorch.strategies import DeepSpeedStrategy
 
@@ -130,7 +111,10 @@ def make_strategy(args, device):
         import importlib
 
         importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None  # `deepspeed.comm.torch` is also torch
-    cls = DeepSpeedStrategy if device.type == "cuda" else cpu_strategy_class()
+    if device.type == "cuda":
+        cls = DeepSpeedStrategy
+    else:  # the smoke test's CPU run: the tests' strategy, Lightning's with its CUDA checks lifted
+        from tests.helpers.cpu_deepspeed import CPUDeepSpeedStrategy as cls
     strategy = cls(
         stage=3, offload_optimizer=args.offload_optimizer, offload_parameters=args.offload_params,
         pin_memory=args.pin_memory, sub_group_size=args.sub_group_size, logging_batch_size_per_gpu=2 * args.pairs,

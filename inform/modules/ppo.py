@@ -38,6 +38,7 @@ from lightning.pytorch.strategies import DeepSpeedStrategy
 from inform.detect.energy import EnergyRecorder, sequence_energy
 from inform.detect.mahalanobis import GaussianStats, mahalanobis
 from inform.models.scorer import RewardScorer
+from inform.modules.frozen import drop_frozen, restore_frozen
 from inform.modules.optim import finite, on_nonfinite
 from inform.rl.evaluate import EvalResult, Evaluator
 from inform.rl.gae import gae_advantages
@@ -47,8 +48,6 @@ from inform.rl.masked import explained_variance, masked_mean, masked_whiten
 from inform.rl.mitigations import mitigated_scores
 from inform.rl.ppo_config import PPOConfig
 from inform.rl.rollout import Rollout, response_logits, response_values, sample, token_entropy, token_logprobs
-
-FROZEN = ("ref.", "proxy_model.", "gold_model.")  # rebuilt from their exports, not checkpointed
 
 
 @dataclass
@@ -225,13 +224,11 @@ class PPOModule(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN)}
+        drop_frozen(checkpoint)
         checkpoint["ppo"] = {"iteration": self.iteration, "kl_ctl": self.kl_ctl.state_dict(), "eval_history": self.eval_history}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "state_dict" in checkpoint:  # not under DeepSpeed: its engine loads every weight itself
-            own = self.state_dict()
-            checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(FROZEN)})
+        restore_frozen(self, checkpoint)
         state = checkpoint.get("ppo", {})
         self.iteration = state.get("iteration", 0)
         self.kl_ctl.load_state_dict(state.get("kl_ctl", self.kl_ctl.state_dict()))

@@ -22,6 +22,7 @@ import torch
 from inform.detect.energy import EnergyRecorder
 from inform.detect.mahalanobis import GaussianStats
 from inform.models.scorer import RewardScorer
+from inform.modules.frozen import drop_frozen, restore_frozen
 from inform.modules.optim import finite, on_nonfinite
 from inform.rl.evaluate import EvalResult, Evaluator
 from inform.rl.kl import FixedKLController
@@ -30,8 +31,6 @@ from inform.rl.masked import masked_mean
 from inform.rl.ppo_config import PPOConfig
 from inform.rl.rloo import rloo_advantages
 from inform.rl.rollout import response_logits, sample, token_entropy, token_logprobs
-
-FROZEN = ("ref.", "proxy_model.", "gold_model.")  # rebuilt from their exports, not checkpointed
 
 
 class RLOOModule(L.LightningModule):
@@ -154,13 +153,11 @@ class RLOOModule(L.LightningModule):
             self.evaluate()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"] = {key: v for key, v in checkpoint["state_dict"].items() if not key.startswith(FROZEN)}
+        drop_frozen(checkpoint)
         checkpoint["rloo"] = {"iteration": self.iteration, "eval_history": self.eval_history}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "state_dict" in checkpoint:  # not under DeepSpeed: its engine loads every weight itself
-            own = self.state_dict()
-            checkpoint["state_dict"].update({key: v for key, v in own.items() if key.startswith(FROZEN)})
+        restore_frozen(self, checkpoint)
         state = checkpoint.get("rloo", {})
         self.iteration = state.get("iteration", 0)
         self.eval_history = state.get("eval_history", [])

@@ -52,10 +52,11 @@ def trainer_numerics(cfg) -> dict:
     together); with several processes their number (batch sizes are per process). The last
     two join only when set, so the artifacts of one plain process keep their hashes."""
     out = {"precision": str(cfg.trainer.get("precision"))}
-    if deepspeed_stage(cfg) is not None:
-        out["deepspeed_stage"] = deepspeed_stage(cfg)
-    if ranks.world_size() > 1:
-        out["processes"] = ranks.world_size()
+    zero, processes = deepspeed_stage(cfg), ranks.world_size()
+    if zero is not None:
+        out["deepspeed_stage"] = zero
+    if processes > 1:
+        out["processes"] = processes
     return out
 
 
