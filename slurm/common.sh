@@ -19,16 +19,26 @@ INFORM_MULTIRUN=${INFORM_MULTIRUN:-multirun}   # arrays: $INFORM_MULTIRUN/slurm-
 export INFORM_OUTPUTS INFORM_MULTIRUN
 export TOKENIZERS_PARALLELISM=false
 
+# Pass preemption signal $1 to the run $2: to Python itself, or under torchrun to its workers
+# (the ranks, its children), as torchrun passes on no USR1/USR2 and would die of them.
+forward_signal() {
+  if [ "${INFORM_NPROC:-1}" -gt 1 ]; then pkill "-$1" -P "$2"; else kill "-$1" "$2"; fi 2>/dev/null
+}
+
 # Run a command with the preemption signals forwarded to it: `#SBATCH --signal=B:USR1@N`
 # reaches only this batch shell, which passes it on (inform checkpoints at the end of the
-# current step, requeues the job and exits). Prints start/end times for the job's log.
+# current step, writes the job id to $INFORM_REQUEUE_FILE and exits; then this shell
+# requeues the job, with no process of the run left for Slurm to kill). Prints start/end
+# times for the job's log.
 run_forwarding_signals() {
   echo "inform-job start $(date +%s.%N) job=${SLURM_JOB_ID:-} array=${SLURM_ARRAY_JOB_ID:-}_${SLURM_ARRAY_TASK_ID:-} restart=${SLURM_RESTART_COUNT:-0}"
+  export INFORM_REQUEUE_FILE="${TMPDIR:-/tmp}/inform-requeue-${SLURM_JOB_ID:-$$}"
+  rm -f "$INFORM_REQUEUE_FILE"
   "$@" &
   local child=$! status=0
-  trap 'kill -USR1 "$child" 2>/dev/null' USR1
-  trap 'kill -USR2 "$child" 2>/dev/null' USR2
-  trap 'kill -TERM "$child" 2>/dev/null' TERM
+  trap 'forward_signal USR1 "$child"' USR1
+  trap 'forward_signal USR2 "$child"' USR2
+  trap 'kill -TERM "$child" 2>/dev/null' TERM  # torchrun stops its workers on TERM itself
   while true; do
     wait "$child"; status=$?
     # a trapped signal interrupts `wait` (status > 128) while the child still runs: wait again
@@ -37,6 +47,11 @@ run_forwarding_signals() {
   done
   trap - USR1 USR2 TERM
   echo "inform-job end $(date +%s.%N) status=$status"
+  if [ -s "$INFORM_REQUEUE_FILE" ]; then
+    local job; job=$(cat "$INFORM_REQUEUE_FILE"); rm -f "$INFORM_REQUEUE_FILE"
+    echo "inform-job requeue $job"
+    scontrol requeue "$job"
+  fi
   return "$status"
 }
 

@@ -7,7 +7,7 @@
 # requeued job finds its own checkpoint. Defaults below; override them on the sbatch command
 # line or with SBATCH_* variables, the usual Slurm way. For a GPU add --gres=gpu:1; for N
 # GPUs of one node --gres=gpu:N and INFORM_NPROC=N with trainer.devices=N (torchrun starts
-# one process per GPU; a preemption signal is not passed on to them: no requeue then).
+# one process per GPU; a preemption signal reaches each, and all of them resume).
 #SBATCH --job-name=inform
 #SBATCH --partition=debug
 #SBATCH --nodes=1

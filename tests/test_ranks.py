@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -106,3 +110,117 @@ def test_ppo_under_ddp_keeps_the_ranks_policies_equal_though_they_sample_differe
     assert r0["iterations"] == r1["iterations"] == 2
     assert all(torch.equal(v, r1["policy"][k]) for k, v in r0["policy"].items())
     assert max((v - r0["sft"][k]).abs().max().item() for k, v in r0["policy"].items()) > 1e-3
+
+
+@pytest.fixture
+def two_ranks(monkeypatch):
+    """This process as one rank of a 2-process run (no process group: the stage cache's ranks
+    agree through files), outside Slurm, with no preemption signal yet."""
+    from inform.pipeline import cache, ranks
+    from inform.pipeline.preempt import PREEMPTION
+
+    for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "INFORM_REQUEUE_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(ranks, "_token", "run1")
+    monkeypatch.setattr(PREEMPTION, "requested", False)
+    monkeypatch.setattr(cache, "LOCK_POLL_S", 0.1)
+    polls = []
+
+    def sleep(seconds):  # a rank that would wait forever fails the test instead
+        polls.append(seconds)
+        assert len(polls) < 100, "a rank > 0 kept waiting for rank 0"
+        time.sleep(0.01)
+
+    monkeypatch.setattr(cache, "time", SimpleNamespace(sleep=sleep, time=time.time))
+
+    def as_rank(r: int, signalled: bool) -> None:
+        monkeypatch.setenv("RANK", str(r))
+        monkeypatch.setattr(PREEMPTION, "requested", signalled)
+
+    return cache, as_rank
+
+
+def test_between_stages_rank_0_decides_to_stop_and_the_other_ranks_follow(two_ranks, tmp_path):
+    """A signal between stages: rank 0 leaves a stop marker and exits; another rank stops on
+    that marker even when its own signal has not come, and never stops on its own while rank 0
+    builds (rank 0's Trainer would wait for it forever): it joins that build."""
+    cache, as_rank = two_ranks
+    built = []
+    never = lambda out: built.append(out)  # noqa: E731
+    as_rank(1, signalled=True)  # rank 1 got the signal, but rank 0 is building (its go marker): rank 1 joins
+    final = cache.artifact_path(tmp_path, "sft", {"a": 1})
+    final.parent.mkdir(exist_ok=True)
+    cache.ranks.marker(final, "go").write_text("")
+
+    def rank0_finishes(scratch):  # the joined build; then rank 0's export completes
+        built.append(scratch)
+        final.mkdir()
+        (final / cache.COMPLETE).write_text("")
+
+    assert cache.build_once(tmp_path, "sft", {"a": 1}, rank0_finishes) == final and len(built) == 1
+    assert built[0].name.startswith(".sft-") and ".rank1-" in built[0].name and not built[0].exists()
+
+    as_rank(0, signalled=True)  # the next stage: rank 0 stops instead of building, and says so
+    with pytest.raises(SystemExit) as stop:
+        cache.build_once(tmp_path, "rm", {"b": 2}, never)
+    stop_marker = cache.ranks.marker(cache.artifact_path(tmp_path, "rm", {"b": 2}), "stop")
+    assert stop.value.code == 0 and stop_marker.is_file() and len(built) == 1
+    assert not list(tmp_path.glob(".rm-*.go-*")) and not list(tmp_path.glob(".rm-*.tmp-*"))
+    as_rank(1, signalled=False)  # rank 1's own signal has not come: it stops on rank 0's marker
+    with pytest.raises(SystemExit) as stop:
+        cache.build_once(tmp_path, "rm", {"b": 2}, never)
+    assert stop.value.code == 0 and len(built) == 1
+
+
+def test_a_job_waiting_for_another_jobs_build_leaves_when_preempted(two_ranks, tmp_path):
+    """Another job holds the artifact's lock (it builds the same stage, maybe for hours): this
+    run's rank 0 waits, and on a preemption signal it stops waiting and tells its other ranks."""
+    from filelock import FileLock
+
+    cache, as_rank = two_ranks
+    final = cache.artifact_path(tmp_path, "gold", {"c": 3})
+    as_rank(0, signalled=False)
+    with FileLock(str(final) + ".lock"):  # the other job's build
+        threading.Timer(0.3, lambda: setattr(cache.PREEMPTION, "requested", True)).start()
+        t0 = time.monotonic()
+        with pytest.raises(SystemExit):
+            cache.build_once(tmp_path, "gold", {"c": 3}, lambda out: None)
+        assert 0.3 <= time.monotonic() - t0 < 5
+    assert cache.ranks.marker(final, "stop").is_file() and not final.exists()
+
+
+def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    """Preemption inside a Trainer: USR1 reaches rank 1 alone (signals reach ranks at different
+    steps); the ranks agree each step whether any of them got one, so both save the checkpoint
+    after the same step and exit 0, instead of rank 1 waiting alone in the save's collective."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", str(ROOT / "run.py"),
+           *RM, "data.preference.n=6000", "trainer=ddp", *ON_CPU, "rm.batch_size=16", f"paths.artifacts={tmp_path}/art",
+           f"hydra.run.dir={run}"]
+    log = tmp_path / "log.txt"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+        csv = run / "rm" / "csv" / "part0" / "metrics.csv"
+        deadline = time.time() + 300
+        while not (csv.is_file() and len(csv.read_text().splitlines()) > 3):
+            assert time.time() < deadline and proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.2)
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        rank = {int(dict(kv.split("=", 1) for kv in Path(f"/proc/{c}/environ").read_bytes().decode().split("\0") if "=" in kv)["RANK"]): int(c)
+                for c in children}
+        os.kill(rank[1], signal.SIGUSR1)
+        try:
+            assert proc.wait(timeout=120) == 0, log.read_text()[-5000:]
+        finally:
+            proc.terminate()  # on TERM torchrun stops its workers (not on KILL)
+            proc.wait(timeout=60)
+    text = log.read_text()
+    assert text.count("preempt: rank 1 stops") == 1 and "rm: built" not in text
+    ckpt = torch.load(run / "rm" / "checkpoints" / "preempt.ckpt", weights_only=False)
+    assert 30 <= ckpt["global_step"] < 170  # mid-epoch (~180 steps), after the rows seen before the signal
+    assert not [p for p in (tmp_path / "art").glob("rm-*") if p.is_dir()]  # nothing exported: the stage resumes next time

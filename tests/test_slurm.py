@@ -192,21 +192,36 @@ def test_rm_preempted_mid_epoch_resumes_and_matches_an_uninterrupted_run(shared)
     assert [s for s, _ in run.series("train/loss")] == steps
 
 
-def test_a_slurm_job_runs_two_processes_with_torchrun(shared, tmp_path):
-    """INFORM_NPROC=2: run.sh starts torchrun in the job; the two ranks train one RM together
-    (2 x 16 pairs a step) and rank 0 exports it, as one process with 32 pairs would."""
+def test_a_two_process_slurm_job_preempted_mid_epoch_resumes_on_both_ranks(shared, tmp_path):
+    """INFORM_NPROC=2: run.sh starts torchrun in the job, and the two ranks train one RM together
+    (2 x 16 pairs a step). USR1 to the batch shell mid-epoch reaches both ranks: they stop after
+    the same step, write the checkpoint, rank 0 requeues, and the requeued job resumes on both.
+    The RM equals the one that one uninterrupted process trains with 32 pairs a step."""
     root, env = shared
-    rm = ["experiment=smoke", "stage=rm", "rm.data=human", "rm.init=base", "objective=bt", "rm.epochs=1", "data.preference.n=1500",
+    rm = ["experiment=smoke", "stage=rm", "rm.data=human", "rm.init=base", "objective=bt", "rm.epochs=1", "data.preference.n=6000",
           "trainer.precision=32-true", "logger=csv"]
     job = sh("sbatch", "--parsable", "--cpus-per-task=2", f"--output={tmp_path}/job-%j.out", "slurm/run.sh", *rm, "trainer=ddp",
              "trainer.accelerator=cpu", "trainer.devices=2", "rm.batch_size=16", f"paths.artifacts={tmp_path}/two",
              env={**env, "INFORM_NPROC": "2", "INFORM_OUTPUTS": str(tmp_path), "OMP_NUM_THREADS": "1"}).strip()
+    csv = tmp_path / f"slurm-{job}" / "rm" / "csv" / "part0" / "metrics.csv"
+    deadline = time.time() + 300
+    while not (csv.is_file() and len(csv.read_text().splitlines()) > 3):
+        assert time.time() < deadline, (tmp_path / f"job-{job}.out").read_text()
+        time.sleep(0.5)
+    sh("scancel", "--signal=USR1", "--batch", job)  # to the batch shell, which forwards it to each rank
     run_inform(*rm, "rm.batch_size=32", f"paths.artifacts={tmp_path}/one", f"hydra.run.dir={tmp_path}/one-run", cwd=tmp_path,
                env={"OMP_NUM_THREADS": "1"})
-    wait_jobs([job], 300)
-    log = (tmp_path / f"job-{job}.out").read_text()
-    assert states(job) == ["COMPLETED"], log[-4000:]
+    wait_jobs([job], 600)
+    info, log = job_info(job), (tmp_path / f"job-{job}.out").read_text()
+    assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", (info, log[-6000:])
+    assert log.count("preempt: rank 1 stops") == 1 and log.count(f"inform-job requeue {job}") == 1, log[-6000:]
+    assert "Traceback" not in log and log.count("status=0") == 2  # the requeue came after both ranks had exited
+    assert log.count("resuming from") == 2  # both ranks, from the one checkpoint
     assert " - rm: built " in log and " - rm: rank 1 uses " in log
     (two,), (one,) = list((tmp_path / "two").glob("rm-*/metrics.json")), list((tmp_path / "one").glob("rm-*/metrics.json"))
     m2, m1 = json.loads(two.read_text()), json.loads(one.read_text())
     assert m2["val/acc"] == m1["val/acc"] and m2["val/loss"] == pytest.approx(m1["val/loss"], rel=1e-5)
+    rows = read_csv_metrics(tmp_path / f"slurm-{job}" / "rm" / "csv")  # the two attempts' parts, joined
+    assert len(list((tmp_path / f"slurm-{job}" / "rm" / "csv").glob("part*"))) == 2
+    steps = [s for s, _ in series(rows, "train/loss")]  # rank 0's own half-batch loss: steps, not values, compare
+    assert steps == [s for s, _ in series(read_csv_metrics(tmp_path / "one-run" / "rm" / "csv"), "train/loss")]  # none twice or lost

@@ -15,10 +15,11 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from inform import __version__
@@ -29,6 +30,8 @@ log = logging.getLogger("inform")
 _announced: set[Path] = set()  # reused artifacts already reported by this process
 COMPLETE = "COMPLETE"
 SPEC = "spec.json"
+STOP_MARKER_KEPT_S = 3600  # ranks > 0 poll every 0.5 s: an hour-old stop marker has been read
+LOCK_POLL_S = 5.0  # how often a job waiting for another's build checks for a preemption signal
 
 
 def plain(x: Any) -> Any:
@@ -85,11 +88,11 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
             log.info("%s: reusing %s", stage, final)
             _announced.add(final)
         return final
-    PREEMPTION.requeue_if_requested()  # a preemption signal between stages: requeue now
     make_dir(final.parent, "paths.artifacts")
-    if ranks.rank() > 0:
+    if ranks.rank() > 0:  # rank 0 decides, also whether to stop for a preemption
         return follow(final, stage, build if trains else None)
-    with FileLock(str(final) + ".lock"):
+    leave_if_preempted(final)  # a preemption signal between stages: requeue now
+    with wait_for_lock(final):
         if is_complete(final):  # another job built it while we waited
             log.info("%s: reusing %s (built by another job)", stage, final)
             return final
@@ -98,9 +101,14 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
         for stale in final.parent.glob(f".{final.name}.tmp-*"):  # a killed build's leftovers; we hold the lock
             log.warning("%s: removing %s, left by an interrupted build", stage, stale)
             shutil.rmtree(stale, ignore_errors=True)
+        for stale in final.parent.glob(f".{final.name}.go-*"):  # a preempted or killed run's (a live one holds the lock)
+            stale.unlink(missing_ok=True)
+        for stale in final.parent.glob(f".{final.name}.stop-*"):  # earlier runs' stop markers, long read
+            if time.time() - stale.stat().st_mtime > STOP_MARKER_KEPT_S:
+                stale.unlink(missing_ok=True)
         tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
         tmp.mkdir()
-        marker = ranks.go_marker(final) if ranks.world_size() > 1 else None
+        marker = ranks.marker(final, "go") if ranks.world_size() > 1 else None
         if marker is not None:
             marker.write_text("")
         build(tmp)
@@ -116,11 +124,46 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
     return final
 
 
+def leave_if_preempted(final: Path) -> None:
+    """Rank 0 between stages, after a preemption signal: tell the other ranks (a stop marker,
+    as they wait on files, not on a collective) and hand the job back to Slurm."""
+    if not PREEMPTION.requested:
+        return
+    if ranks.world_size() > 1:
+        ranks.marker(final, "stop").write_text("")
+    PREEMPTION.requeue_and_exit()
+
+
+@contextmanager
+def wait_for_lock(final: Path):
+    """The artifact's file lock, held by one builder at a time; a job waiting for it (another
+    job builds the same artifact, maybe for hours) still leaves when preempted."""
+    lock = FileLock(str(final) + ".lock")
+    while True:
+        try:
+            lock.acquire(timeout=LOCK_POLL_S)
+            break
+        except Timeout:
+            leave_if_preempted(final)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def follow(final: Path, stage: str, build: Callable[[Path], None] | None, poll_s: float = 0.5) -> Path:
     """Rank > 0 of a multi-process run: reuse `final` once complete; when rank 0 starts building
-    it, join the build (its Trainer needs every rank) in a scratch folder, then wait for rank 0's."""
-    marker = ranks.go_marker(final)
+    it, join the build (its Trainer needs every rank) in a scratch folder, then wait for rank 0's;
+    when rank 0 stops for a preemption instead, stop too (rank 0 requeues the job).
+
+    A rank > 0 never stops on its own signal here: rank 0 may have started the next Trainer,
+    which would wait for it forever. Inside a Trainer the ranks agree on the step to stop at
+    (`PreemptCheckpoint`)."""
+    marker, stop = ranks.marker(final, "go"), ranks.marker(final, "stop")
     while not is_complete(final):
+        if stop.exists():
+            log.info("%s: rank %d stops with rank 0 (preemption; rank 0 requeues the job)", stage, ranks.rank())
+            raise SystemExit(0)
         if build is not None and marker.exists():
             scratch = final.parent / f".{final.name}.rank{ranks.rank()}-{os.getpid()}"
             scratch.mkdir()

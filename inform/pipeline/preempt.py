@@ -2,17 +2,23 @@
 
 How a preempted or time-limited job keeps its work:
 1. The signal. The sbatch scripts ask for `--signal=B:USR1@<s>` (the batch shell traps it
-   and forwards it to Python); Hydra's submitit launcher sends USR2 (`signal_delay_s`). A
-   user or admin can send it by hand: `scancel --signal=USR1 --full <job>`.
-2. The handler only records the request (no work inside a signal handler).
+   and forwards it to Python; under torchrun to each rank, as torchrun passes on no USR1);
+   Hydra's submitit launcher sends USR2 (`signal_delay_s`). A user or admin can send it by
+   hand: `scancel --signal=USR1 --batch <job>`.
+2. The handler (installed when the run starts, `run.py`) only records the request (no work
+   inside a signal handler). Between stages the job requeues at once; several ranks follow
+   rank 0 there (inform/pipeline/ranks.py).
 3. At the end of the step that is running (`on_train_batch_end`, where Lightning expects
    a mid-epoch checkpoint) the `PreemptCheckpoint` callback writes
    `checkpoints/preempt.ckpt` atomically: weights, optimizer(s), LR schedulers, Lightning's
    loop counters, the module's own state (PPO: iteration, KL controller, eval history; CSI:
    its reference and series), the RNG states and the data position. At the start of the
    next step (after Lightning has written that step's logs, and run a validation due then)
-   the job requeues itself (`scontrol requeue`, or submitit's own handler under the
-   submitit launcher) and exits.
+   the job requeues itself and exits: `scontrol requeue`, called by the sbatch scripts once
+   Python has exited (`INFORM_REQUEUE_FILE`, so that no process is still running when Slurm
+   stops the job), else by Python itself, or submitit's own handler under its launcher.
+   With several ranks, all stop after the same step (they agree through an all-reduce each
+   step), each writes its part of the checkpoint, and only rank 0 requeues.
 4. The requeued job has the same job (and array task) id, so the same run folder; completed
    stages come from the artifact cache, and the interrupted stage calls
    `trainer.fit(ckpt_path=preempt.ckpt)`, logs to the same W&B run id and appends to the
@@ -32,6 +38,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+
+from inform.pipeline import ranks
 
 log = logging.getLogger("inform")
 SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
@@ -78,12 +86,18 @@ class Preemption:
             self.requeue_and_exit()
 
     def requeue_and_exit(self) -> None:
+        if ranks.rank() > 0:  # several processes (torchrun): rank 0 requeues the job, once
+            log.info("preempt: rank %d stops; rank 0 requeues the job", ranks.rank())
+            raise SystemExit(0)
         previous = self._previous.get(self.signum)
         if callable(previous):  # submitit's handler: it pickles the resubmission, requeues and exits
             log.info("preempt: checkpoint saved; handing over to the launcher's handler")
             previous(self.signum, None)
-        job = job_id()
-        if job:
+        job, handoff = job_id(), os.environ.get("INFORM_REQUEUE_FILE")
+        if job and handoff:  # the sbatch scripts requeue once every process of the run has exited
+            Path(handoff).write_text(job)
+            log.info("preempt: checkpoint saved; the batch script requeues job %s", job)
+        elif job:
             result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
             log.info("preempt: checkpoint saved; scontrol requeue %s -> %s %s", job, result.returncode, result.stderr.strip())
         raise SystemExit(0)
@@ -138,7 +152,9 @@ class PreemptCheckpoint(L.Callback):
         PREEMPTION.install()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if PREEMPTION.requested and not self._saved:
+        # several ranks: one all-reduce of a flag per step, so that all stop after the same step
+        # even when the signal reached them between two different steps (one rank: no-op)
+        if trainer.strategy.reduce_boolean_decision(PREEMPTION.requested, all=False) and not self._saved:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(self.path.name + ".tmp")
             if trainer.is_global_zero:  # a killed save's leftover folder (DeepSpeed); a file is overwritten

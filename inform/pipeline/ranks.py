@@ -9,6 +9,9 @@ Every process runs the same stages. For each artifact of the stage cache (`cache
 - a rank > 0 waits until the artifact is complete (then reuses it) or until its run's marker
   appears: it then trains with rank 0 (DDP or DeepSpeed need every rank in the Trainer) into
   a scratch folder it deletes; a stage without a Trainer (labels, statistics) is rank 0's.
+Preemption (inform/pipeline/preempt.py): Slurm's signal reaches every rank. Inside a Trainer
+the ranks agree, each step, whether any of them got it, and stop after the same step; between
+stages rank 0 decides and leaves `.<artifact>.stop-<token>` for the others. Only rank 0 requeues.
 The ranks agree through files, not through a collective: rank 0 may wait on the lock for hours
 while another job builds the same artifact, which no collective's timeout allows.
 """
@@ -48,6 +51,7 @@ def start() -> None:
     _token = box[0]
 
 
-def go_marker(final: Path) -> Path:
-    """Rank 0's sign, for this run's other ranks, that it builds `final` now."""
-    return final.parent / f".{final.name}.go-{_token}"
+def marker(final: Path, kind: str) -> Path:
+    """Rank 0's sign, for this run's other ranks, that it builds `final` now (`go`) or stops
+    for a preemption instead (`stop`)."""
+    return final.parent / f".{final.name}.{kind}-{_token}"
