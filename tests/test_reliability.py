@@ -216,3 +216,20 @@ sys.exit(subprocess.run(cmd, cwd={str(tmp_path)!r}).returncode)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
     (run,) = [r for r in find_runs(run_dir) if r.job_type == "sft"]
     assert run.run_id == "openrun01" and run.config["stage"]["name"] == "sft"
+
+
+def test_a_preemption_signal_before_training_starts_stops_the_run_cleanly(tmp_path):
+    """USR1 as soon as the run has started (before any Trainer exists): the handler installed at
+    start records it and the run leaves at the next stage boundary, with exit status 0 and
+    nothing half-built (before, USR1's default action killed the process there)."""
+    proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "run.py"), *SFT, f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = []
+    for line in proc.stdout:  # "Seed set to" comes right after the handler is installed (run.py)
+        lines.append(line)
+        if "Seed set to" in line:
+            proc.send_signal(signal.SIGUSR1)
+            break
+    out = "".join(lines) + proc.stdout.read()
+    assert proc.wait(timeout=300) == 0, out[-4000:]
+    assert "sft: built" not in out and not complete(tmp_path, "sft")  # it left (before training, or after a step)
