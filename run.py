@@ -16,9 +16,9 @@ from inform.pipeline.preempt import PREEMPTION
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
+    PREEMPTION.install()  # Slurm's USR1/USR2: finish the step, checkpoint, requeue (not die)
     cfg = validate(cfg)  # keys, types and ranges, before any model is built
     ranks.start()  # under torchrun: join the other processes of this run
-    PREEMPTION.install()  # Slurm's USR1/USR2: finish the step, checkpoint, requeue (not die)
     L.seed_everything(cfg.seed, workers=True)
     stage = get_method(cfg.stage._target_)
     return stage(cfg)

@@ -25,6 +25,23 @@ forward_signal() {
   if [ "${INFORM_NPROC:-1}" -gt 1 ]; then pkill "-$1" -P "$2"; else kill "-$1" "$2"; fi 2>/dev/null
 }
 
+# After a preemption signal: once the run has asked for its requeue (its checkpoint is saved),
+# it has INFORM_REQUEUE_GRACE_S (60) seconds to exit before it is stopped with TERM, so that a
+# process stuck in its teardown does not turn a saved checkpoint into a time-out.
+stop_if_stuck() {
+  local waited=0
+  while kill -0 "$1" 2>/dev/null; do
+    if [ -s "$INFORM_REQUEUE_FILE" ]; then
+      waited=$((waited + 1))
+      if [ "$waited" -ge "${INFORM_REQUEUE_GRACE_S:-60}" ]; then
+        echo "inform-job: the run did not exit ${waited}s after its checkpoint; stopping it"
+        kill -TERM "$1" 2>/dev/null; return
+      fi
+    fi
+    sleep 1
+  done
+}
+
 # Run a command with the preemption signals forwarded to it: `#SBATCH --signal=B:USR1@N`
 # reaches only this batch shell, which passes it on (inform checkpoints at the end of the
 # current step, writes the job id to $INFORM_REQUEUE_FILE and exits; then this shell
@@ -35,9 +52,9 @@ run_forwarding_signals() {
   export INFORM_REQUEUE_FILE="${TMPDIR:-/tmp}/inform-requeue-${SLURM_JOB_ID:-$$}"
   rm -f "$INFORM_REQUEUE_FILE"
   "$@" &
-  local child=$! status=0
-  trap 'forward_signal USR1 "$child"' USR1
-  trap 'forward_signal USR2 "$child"' USR2
+  local child=$! status=0 watching=""
+  trap 'forward_signal USR1 "$child"; [ -n "$watching" ] || { stop_if_stuck "$child" & watching=1; }' USR1
+  trap 'forward_signal USR2 "$child"; [ -n "$watching" ] || { stop_if_stuck "$child" & watching=1; }' USR2
   trap 'kill -TERM "$child" 2>/dev/null' TERM  # torchrun stops its workers on TERM itself
   while true; do
     wait "$child"; status=$?
@@ -45,12 +62,13 @@ run_forwarding_signals() {
     if [ "$status" -gt 128 ] && kill -0 "$child" 2>/dev/null; then continue; fi
     break
   done
-  trap - USR1 USR2 TERM
+  trap '' USR1 USR2  # a second signal now must not stop this shell before it requeues
+  trap - TERM
   echo "inform-job end $(date +%s.%N) status=$status"
   if [ -s "$INFORM_REQUEUE_FILE" ]; then
     local job; job=$(cat "$INFORM_REQUEUE_FILE"); rm -f "$INFORM_REQUEUE_FILE"
     echo "inform-job requeue $job"
-    scontrol requeue "$job"
+    scontrol requeue "$job" || { echo "inform-job: scontrol requeue $job failed (the checkpoint stays in the run folder)" >&2; return 1; }
   fi
   return "$status"
 }

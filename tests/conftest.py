@@ -17,6 +17,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may reach a hub in the tests
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["WANDB_SILENT"] = "true"
+# the suite is no Slurm job, even when pytest runs inside one: a run it starts must never
+# requeue (or take the identity of) the surrounding job; SLURM_CONF still finds the cluster
+for _var in [v for v in os.environ if v.startswith("SLURM_") and v != "SLURM_CONF"] + ["INFORM_REQUEUE_FILE"]:
+    os.environ.pop(_var, None)
 
 
 def slurm_available() -> bool:

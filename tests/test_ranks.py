@@ -119,8 +119,6 @@ def two_ranks(monkeypatch):
     from inform.pipeline import cache, ranks
     from inform.pipeline.preempt import PREEMPTION
 
-    for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "INFORM_REQUEUE_FILE"):
-        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(ranks, "_token", "run1")
     monkeypatch.setattr(PREEMPTION, "requested", False)
@@ -151,7 +149,7 @@ def test_between_stages_rank_0_decides_to_stop_and_the_other_ranks_follow(two_ra
     as_rank(1, signalled=True)  # rank 1 got the signal, but rank 0 is building (its go marker): rank 1 joins
     final = cache.artifact_path(tmp_path, "sft", {"a": 1})
     final.parent.mkdir(exist_ok=True)
-    cache.ranks.marker(final, "go").write_text("")
+    cache.ranks.go_marker(final).write_text("")
 
     def rank0_finishes(scratch):  # the joined build; then rank 0's export completes
         built.append(scratch)
@@ -164,13 +162,17 @@ def test_between_stages_rank_0_decides_to_stop_and_the_other_ranks_follow(two_ra
     as_rank(0, signalled=True)  # the next stage: rank 0 stops instead of building, and says so
     with pytest.raises(SystemExit) as stop:
         cache.build_once(tmp_path, "rm", {"b": 2}, never)
-    stop_marker = cache.ranks.marker(cache.artifact_path(tmp_path, "rm", {"b": 2}), "stop")
-    assert stop.value.code == 0 and stop_marker.is_file() and len(built) == 1
+    assert stop.value.code == 0 and cache.ranks.stop_marker(tmp_path).is_file() and len(built) == 1
     assert not list(tmp_path.glob(".rm-*.go-*")) and not list(tmp_path.glob(".rm-*.tmp-*"))
     as_rank(1, signalled=False)  # rank 1's own signal has not come: it stops on rank 0's marker
     with pytest.raises(SystemExit) as stop:
         cache.build_once(tmp_path, "rm", {"b": 2}, never)
     assert stop.value.code == 0 and len(built) == 1
+    done = cache.artifact_path(tmp_path, "label", {"c": 3})  # also where another job has just completed the artifact
+    done.mkdir()
+    (done / cache.COMPLETE).write_text("")
+    with pytest.raises(SystemExit):
+        cache.build_once(tmp_path, "label", {"c": 3}, never)
 
 
 def test_a_job_waiting_for_another_jobs_build_leaves_when_preempted(two_ranks, tmp_path):
@@ -187,7 +189,7 @@ def test_a_job_waiting_for_another_jobs_build_leaves_when_preempted(two_ranks, t
         with pytest.raises(SystemExit):
             cache.build_once(tmp_path, "gold", {"c": 3}, lambda out: None)
         assert 0.3 <= time.monotonic() - t0 < 5
-    assert cache.ranks.marker(final, "stop").is_file() and not final.exists()
+    assert cache.ranks.stop_marker(tmp_path).is_file() and not final.exists()
 
 
 def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(tmp_path):
@@ -223,4 +225,7 @@ def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(tmp_path):
     assert text.count("preempt: rank 1 stops") == 1 and "rm: built" not in text
     ckpt = torch.load(run / "rm" / "checkpoints" / "preempt.ckpt", weights_only=False)
     assert 30 <= ckpt["global_step"] < 170  # mid-epoch (~180 steps), after the rows seen before the signal
+    (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("PreemptCheckpoint")]
+    assert len(state["rng_of_rank"]) == 2  # each rank resumes with its own RNG states
+    assert torch.equal(state["rng_of_rank"][0]["torch"], state["rng"]["torch"])
     assert not [p for p in (tmp_path / "art").glob("rm-*") if p.is_dir()]  # nothing exported: the stage resumes next time

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -233,3 +234,22 @@ def test_a_preemption_signal_before_training_starts_stops_the_run_cleanly(tmp_pa
     out = "".join(lines) + proc.stdout.read()
     assert proc.wait(timeout=300) == 0, out[-4000:]
     assert "sft: built" not in out and not complete(tmp_path, "sft")  # it left (before training, or after a step)
+
+
+def test_the_batch_script_stops_a_run_stuck_after_its_checkpoint_and_still_requeues(tmp_path):
+    """slurm/common.sh: after a forwarded USR1 the run writes the job id to INFORM_REQUEUE_FILE
+    (its checkpoint is saved) and should exit; one that hangs instead (here: a shell that
+    ignores the rest) is stopped after INFORM_REQUEUE_GRACE_S, and the requeue is still asked
+    for (here `scontrol requeue` of a job that does not exist fails, and the script says so)."""
+    stuck = 'trap \'echo 4242 > "$INFORM_REQUEUE_FILE"\' USR1; while :; do sleep 0.1; done'
+    script = f'source slurm/common.sh; run_forwarding_signals bash -c {shlex.quote(stuck)}'
+    proc = subprocess.Popen(["bash", "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "INFORM_ROOT": str(ROOT), "INFORM_REQUEUE_GRACE_S": "2", "TMPDIR": str(tmp_path)})
+    time.sleep(1)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGUSR1)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 1, out
+    assert 2 <= time.monotonic() - t0 < 10, out
+    assert "did not exit 2s after its checkpoint; stopping it" in out and "inform-job requeue 4242" in out
+    assert "scontrol requeue 4242 failed" in out and not list(tmp_path.iterdir())  # the requeue file is gone

@@ -83,6 +83,8 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
     `trains`: the build runs a Trainer, which every rank of a multi-process run must join
     (inform/pipeline/ranks.py); otherwise rank 0 builds alone."""
     final = artifact_path(root, stage, spec)
+    if ranks.rank() > 0:
+        stop_if_rank0_stopped(final.parent, stage)
     if is_complete(final):
         if final not in _announced:
             log.info("%s: reusing %s", stage, final)
@@ -103,12 +105,12 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
             shutil.rmtree(stale, ignore_errors=True)
         for stale in final.parent.glob(f".{final.name}.go-*"):  # a preempted or killed run's (a live one holds the lock)
             stale.unlink(missing_ok=True)
-        for stale in final.parent.glob(f".{final.name}.stop-*"):  # earlier runs' stop markers, long read
+        for stale in final.parent.glob(".stop-*"):  # earlier runs' stop markers, long read
             if time.time() - stale.stat().st_mtime > STOP_MARKER_KEPT_S:
                 stale.unlink(missing_ok=True)
         tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
         tmp.mkdir()
-        marker = ranks.marker(final, "go") if ranks.world_size() > 1 else None
+        marker = ranks.go_marker(final) if ranks.world_size() > 1 else None
         if marker is not None:
             marker.write_text("")
         build(tmp)
@@ -130,8 +132,15 @@ def leave_if_preempted(final: Path) -> None:
     if not PREEMPTION.requested:
         return
     if ranks.world_size() > 1:
-        ranks.marker(final, "stop").write_text("")
+        ranks.stop_marker(final.parent).write_text("")
     PREEMPTION.requeue_and_exit()
+
+
+def stop_if_rank0_stopped(root: Path, stage: str) -> None:
+    """Rank > 0: leave when rank 0 has left for a preemption (its stop marker, one per run)."""
+    if ranks.stop_marker(root).exists():
+        log.info("%s: rank %d stops with rank 0 (preemption; rank 0 requeues the job)", stage, ranks.rank())
+        raise SystemExit(0)
 
 
 @contextmanager
@@ -154,16 +163,14 @@ def wait_for_lock(final: Path):
 def follow(final: Path, stage: str, build: Callable[[Path], None] | None, poll_s: float = 0.5) -> Path:
     """Rank > 0 of a multi-process run: reuse `final` once complete; when rank 0 starts building
     it, join the build (its Trainer needs every rank) in a scratch folder, then wait for rank 0's;
-    when rank 0 stops for a preemption instead, stop too (rank 0 requeues the job).
+    when rank 0 stops for a preemption instead (its stop marker), stop too: rank 0 requeues.
 
     A rank > 0 never stops on its own signal here: rank 0 may have started the next Trainer,
     which would wait for it forever. Inside a Trainer the ranks agree on the step to stop at
     (`PreemptCheckpoint`)."""
-    marker, stop = ranks.marker(final, "go"), ranks.marker(final, "stop")
+    marker = ranks.go_marker(final)
     while not is_complete(final):
-        if stop.exists():
-            log.info("%s: rank %d stops with rank 0 (preemption; rank 0 requeues the job)", stage, ranks.rank())
-            raise SystemExit(0)
+        stop_if_rank0_stopped(final.parent, stage)
         if build is not None and marker.exists():
             scratch = final.parent / f".{final.name}.rank{ranks.rank()}-{os.getpid()}"
             scratch.mkdir()

@@ -17,8 +17,8 @@ How a preempted or time-limited job keeps its work:
    the job requeues itself and exits: `scontrol requeue`, called by the sbatch scripts once
    Python has exited (`INFORM_REQUEUE_FILE`, so that no process is still running when Slurm
    stops the job), else by Python itself, or submitit's own handler under its launcher.
-   With several ranks, all stop after the same step (they agree through an all-reduce each
-   step), each writes its part of the checkpoint, and only rank 0 requeues.
+   With several ranks, all stop after the same step (they agree through a reduce of the flag
+   each step), the checkpoint holds every rank's RNG states, and only rank 0 requeues.
 4. The requeued job has the same job (and array task) id, so the same run folder; completed
    stages come from the artifact cache, and the interrupted stage calls
    `trainer.fit(ckpt_path=preempt.ckpt)`, logs to the same W&B run id and appends to the
@@ -80,11 +80,6 @@ class Preemption:
     def _handle(self, signum, frame) -> None:
         self.requested, self.signum = True, signum
 
-    def requeue_if_requested(self) -> None:
-        """Between stages: nothing to checkpoint, hand the job back at once."""
-        if self.requested:
-            self.requeue_and_exit()
-
     def requeue_and_exit(self) -> None:
         if ranks.rank() > 0:  # several processes (torchrun): rank 0 requeues the job, once
             log.info("preempt: rank %d stops; rank 0 requeues the job", ranks.rank())
@@ -95,9 +90,13 @@ class Preemption:
             previous(self.signum, None)
         job, handoff = job_id(), os.environ.get("INFORM_REQUEUE_FILE")
         if job and handoff:  # the sbatch scripts requeue once every process of the run has exited
-            Path(handoff).write_text(job)
-            log.info("preempt: checkpoint saved; the batch script requeues job %s", job)
-        elif job:
+            try:
+                Path(handoff).write_text(job)
+                log.info("preempt: checkpoint saved; the batch script requeues job %s", job)
+                raise SystemExit(0)
+            except OSError as err:
+                log.warning("preempt: cannot write %s (%s): requeueing from here", handoff, err)
+        if job:
             result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
             log.info("preempt: checkpoint saved; scontrol requeue %s -> %s %s", job, result.returncode, result.stderr.strip())
         raise SystemExit(0)
@@ -171,14 +170,21 @@ class PreemptCheckpoint(L.Callback):
             PREEMPTION.requeue_and_exit()
 
     def state_dict(self) -> dict:
+        """Called on every rank when a checkpoint is saved (only rank 0's is written under DDP):
+        so every rank's RNG states are gathered here, and each rank resumes with its own."""
         t = self._trainer
         done = t.fit_loop.epoch_loop.batch_progress.current.processed if t is not None else 0
-        return {"epoch": t.current_epoch if t is not None else 0, "batches_done": done, "rng": rng_state(), "fingerprint": self.fingerprint}
+        state = {"epoch": t.current_epoch if t is not None else 0, "batches_done": done, "rng": rng_state(), "fingerprint": self.fingerprint}
+        if t is not None and t.world_size > 1:
+            state["rng_of_rank"] = [None] * t.world_size
+            torch.distributed.all_gather_object(state["rng_of_rank"], state["rng"])
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         for sampler in self.samplers:
             sampler.resume_at(state["epoch"], state["batches_done"])
-        set_rng_state(state["rng"])
+        own = state.get("rng_of_rank") or [state["rng"]]
+        set_rng_state(own[ranks.rank()] if ranks.rank() < len(own) else state["rng"])
 
 
 def replace(tmp: Path, path: Path) -> None:

@@ -11,7 +11,7 @@ Every process runs the same stages. For each artifact of the stage cache (`cache
   a scratch folder it deletes; a stage without a Trainer (labels, statistics) is rank 0's.
 Preemption (inform/pipeline/preempt.py): Slurm's signal reaches every rank. Inside a Trainer
 the ranks agree, each step, whether any of them got it, and stop after the same step; between
-stages rank 0 decides and leaves `.<artifact>.stop-<token>` for the others. Only rank 0 requeues.
+stages rank 0 decides and leaves `.stop-<token>` for the others. Only rank 0 requeues.
 The ranks agree through files, not through a collective: rank 0 may wait on the lock for hours
 while another job builds the same artifact, which no collective's timeout allows.
 """
@@ -51,7 +51,11 @@ def start() -> None:
     _token = box[0]
 
 
-def marker(final: Path, kind: str) -> Path:
-    """Rank 0's sign, for this run's other ranks, that it builds `final` now (`go`) or stops
-    for a preemption instead (`stop`)."""
-    return final.parent / f".{final.name}.{kind}-{_token}"
+def go_marker(final: Path) -> Path:
+    """Rank 0's sign, for this run's other ranks, that it builds `final` now."""
+    return final.parent / f".{final.name}.go-{_token}"
+
+
+def stop_marker(root: Path) -> Path:
+    """Rank 0's sign, for this run's other ranks, that it has left for a preemption."""
+    return Path(root) / f".stop-{_token}"
