@@ -229,3 +229,32 @@ def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(tmp_path):
     assert len(state["rng_of_rank"]) == 2  # each rank resumes with its own RNG states
     assert torch.equal(state["rng_of_rank"][0]["torch"], state["rng"]["torch"])
     assert not [p for p in (tmp_path / "art").glob("rm-*") if p.is_dir()]  # nothing exported: the stage resumes next time
+
+
+@pytest.mark.parametrize("mode", ["skip", "stop"])
+def test_a_nan_loss_on_one_rank_is_skipped_or_stops_on_every_rank(tmp_path, mode):
+    """Rank 1 alone gets NaN losses (steps 5-7): the ranks agree on it each step, so with `skip`
+    both drop the same three batches and training goes on (one rank skipping alone would
+    leave the other waiting in the gradients' all-reduce), with `stop` both stop and the last
+    good weights are saved."""
+    nan = ["objective.loss._target_=tests.helpers.faults.nan_loss_after", "+objective.loss.after=5", "+objective.loss.rank=1"]
+    args = [*RM, "data.preference.n=1500", "trainer=ddp", *ON_CPU, "rm.batch_size=16", *nan, f"on_nonfinite={mode}",
+            f"paths.artifacts={tmp_path}/art", f"hydra.run.dir={tmp_path}/run"]
+    if mode == "skip":
+        proc = torchrun(*args, cwd=tmp_path)
+        metrics = json.loads((only_artifact(tmp_path / "art", "rm") / "metrics.json").read_text())
+        assert metrics["train/skipped_nonfinite"] == 3 and metrics["val/acc"] > 0.55
+        out = proc.stdout + proc.stderr
+        assert out.count("train/loss is nan at step") == 3 and out.count("another rank is non-finite at step") == 3
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                           str(ROOT / "run.py"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "train/loss is nan at step 5: stopped" in out and "another rank is non-finite at step 5: stopped" in out
+    ckpt = torch.load(tmp_path / "run" / "rm" / "checkpoints" / "last_good.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 5 and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())

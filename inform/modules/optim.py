@@ -3,6 +3,7 @@ with a non-finite loss or reward."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -42,18 +43,49 @@ def on_nonfinite(module, name: str, value: float) -> None:
     - `skip`: drop this batch (the caller returns None, so no optimizer step) and count it.
     """
     trainer = module.trainer
+    what = f"{name} is {value}" if not math.isfinite(value) else "a loss or reward of another rank is non-finite"
     if module.on_nonfinite == "skip":
         module.skipped_nonfinite += 1
-        log.warning("%s is %s at step %d: batch skipped (%d so far; on_nonfinite=skip)", name, value, trainer.global_step, module.skipped_nonfinite)
+        log.warning("%s at step %d: batch skipped (%d so far; on_nonfinite=skip)", what, trainer.global_step, module.skipped_nonfinite)
         return
     path = Path(trainer.default_root_dir) / "checkpoints" / LAST_GOOD
-    trainer.save_checkpoint(path, weights_only=False)
+    trainer.save_checkpoint(path, weights_only=False)  # every rank: they all got here (all_finite)
     raise NonFiniteError(
-        f"{name} is {value} at step {trainer.global_step}: stopped (on_nonfinite=stop). The last good weights are in "
+        f"{what} at step {trainer.global_step}: stopped (on_nonfinite=stop). The last good weights are in "
         f"{path}; on_nonfinite=skip drops such batches instead"
     )
 
 
+def skipped_batch_loss(module) -> torch.Tensor | None:
+    """What `training_step` returns for a batch dropped by on_nonfinite=skip (automatic optimization).
+
+    One process: None, and Lightning makes no optimizer step. Several: Lightning refuses None
+    under DDP, and every rank must run a backward (the gradients' all-reduce), so this is a
+    zero loss over the trainable parameters; `drop_skipped_gradients` then removes the (zero)
+    gradients before the step, and AdamW leaves parameters without a gradient untouched (under
+    DeepSpeed the engine still steps, on zero gradients)."""
+    if module.trainer.world_size == 1:
+        return None
+    module.drop_gradients = True
+    return sum(p.sum() for p in module.parameters() if p.requires_grad) * 0.0
+
+
+def drop_skipped_gradients(module, optimizer) -> None:
+    """`on_before_optimizer_step`: after a skipped batch (see `skipped_batch_loss`), no update."""
+    if getattr(module, "drop_gradients", False):
+        optimizer.zero_grad(set_to_none=True)
+        module.drop_gradients = False
+
+
 def finite(x: torch.Tensor) -> bool:
     return bool(torch.isfinite(x).all())
+
+
+def all_finite(module, *tensors: torch.Tensor) -> bool:
+    """Whether every tensor is finite on every rank. With several processes the ranks must
+    agree (one reduce of a flag): a rank that skipped or stopped alone would leave the others
+    waiting in the gradients' all-reduce forever. One process: just the local check."""
+    ok = all(finite(t) for t in tensors)
+    trainer = getattr(module, "_trainer", None)
+    return trainer.strategy.reduce_boolean_decision(ok, all=True) if trainer is not None else ok
 

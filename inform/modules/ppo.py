@@ -39,7 +39,7 @@ from inform.detect.energy import EnergyRecorder, sequence_energy
 from inform.detect.mahalanobis import GaussianStats, mahalanobis
 from inform.models.scorer import RewardScorer
 from inform.modules.frozen import drop_frozen, restore_frozen
-from inform.modules.optim import finite, on_nonfinite
+from inform.modules.optim import all_finite, finite, on_nonfinite
 from inform.rl.evaluate import EvalResult, Evaluator
 from inform.rl.gae import gae_advantages
 from inform.rl.kl import AdaptiveKLController, FixedKLController, kl_penalized_rewards
@@ -123,7 +123,7 @@ class PPOModule(L.LightningModule):
         values = response_values(self.critic, ro)  # (b, R)
         proxy_out = self.proxy.raw(ro.sequences, ro.attention_mask, ro.prompt_len)
         raw = proxy_out.reward.float()  # (b,)
-        if not finite(raw) or not finite(logprobs) or not finite(values):
+        if not all_finite(self, raw, logprobs, values):
             on_nonfinite(self, "reward/proxy" if not finite(raw) else "rollout log-probs or values", raw.mean().item())
             return None, {}
         extra, distances, e_policy, e_sft = {}, None, None, None
@@ -172,7 +172,7 @@ class PPOModule(L.LightningModule):
                 # critic: clipped value loss towards the GAE returns
                 values = response_values(self.critic, ro)
                 vf_loss, vf_stats = value_loss(values, exp.values[idx], exp.returns[idx], mask, c.value_clip)
-                if not finite(pg_loss) or not finite(vf_loss):
+                if not all_finite(self, pg_loss, vf_loss):
                     on_nonfinite(self, "policy/loss" if not finite(pg_loss) else "critic/loss", (pg_loss + vf_loss).item())
                     continue  # on_nonfinite=skip: this minibatch is not applied
                 opt.zero_grad()

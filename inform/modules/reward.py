@@ -8,7 +8,9 @@ import lightning as L
 import torch
 
 from inform.models.reward_model import RewardModel, RewardOutput
-from inform.modules.optim import adamw_with_warmup, finite, is_logging_step, on_nonfinite
+from inform.modules.optim import (
+    adamw_with_warmup, all_finite, drop_skipped_gradients, is_logging_step, on_nonfinite, skipped_batch_loss,
+)
 
 
 class RewardModule(L.LightningModule):
@@ -49,11 +51,11 @@ class RewardModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, metrics, chosen, rejected = self._step(batch)
-        if not finite(loss):
+        if not all_finite(self, loss):
             on_nonfinite(self, "train/loss", loss.item())  # raises with on_nonfinite=stop
             if is_logging_step(self.trainer):
                 self.log("train/skipped_nonfinite", float(self.skipped_nonfinite))
-            return None  # no optimizer step for this batch
+            return skipped_batch_loss(self)  # no optimizer step for this batch
         if not is_logging_step(self.trainer):
             return loss
         b = chosen.reward.shape[0]
@@ -72,6 +74,9 @@ class RewardModule(L.LightningModule):
         b = chosen.reward.shape[0]
         self.log("val/loss", loss, prog_bar=True, batch_size=b, sync_dist=True)
         self.log("val/acc", (chosen.reward > rejected.reward).float().mean(), prog_bar=True, batch_size=b, sync_dist=True)
+
+    def on_before_optimizer_step(self, optimizer):
+        drop_skipped_gradients(self, optimizer)
 
     def configure_optimizers(self):
         hp = self.hparams

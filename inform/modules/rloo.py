@@ -23,7 +23,7 @@ from inform.detect.energy import EnergyRecorder
 from inform.detect.mahalanobis import GaussianStats
 from inform.models.scorer import RewardScorer
 from inform.modules.frozen import drop_frozen, restore_frozen
-from inform.modules.optim import finite, on_nonfinite
+from inform.modules.optim import all_finite, finite, on_nonfinite
 from inform.rl.evaluate import EvalResult, Evaluator
 from inform.rl.kl import FixedKLController
 from inform.rl.losses import policy_loss
@@ -72,7 +72,7 @@ class RLOOModule(L.LightningModule):
         logprobs = token_logprobs(logits, ro.responses)
         ref_logprobs = token_logprobs(response_logits(self.ref, ro, c.temperature), ro.responses)
         raw = self.proxy.raw(ro.sequences, ro.attention_mask, ro.prompt_len).reward.float()  # (b k,)
-        if not finite(raw) or not finite(logprobs):
+        if not all_finite(self, raw, logprobs):
             on_nonfinite(self, "reward/proxy" if not finite(raw) else "rollout log-probs", raw.mean().item())
             return None, {}
         scores = self.proxy.normalize(raw, ro.has_eos).clamp(-c.reward_clip, c.reward_clip)  # (b k,)
@@ -106,7 +106,7 @@ class RLOOModule(L.LightningModule):
                 logprobs = token_logprobs(response_logits(self.policy, part, c.temperature), part.responses)
                 adv = advantages[idx, None].expand_as(logprobs)  # (m, R): A_i on every token of response i
                 loss, pg_stats = policy_loss(logprobs, old_logprobs[idx], adv, mask, c.clip)
-                if not finite(loss):
+                if not all_finite(self, loss):
                     on_nonfinite(self, "policy/loss", loss.item())
                     continue
                 opt.zero_grad()

@@ -6,7 +6,9 @@ import math
 import lightning as L
 import torch
 
-from inform.modules.optim import adamw_with_warmup, finite, is_logging_step, on_nonfinite
+from inform.modules.optim import (
+    adamw_with_warmup, all_finite, drop_skipped_gradients, is_logging_step, on_nonfinite, skipped_batch_loss,
+)
 
 
 class SFTModule(L.LightningModule):
@@ -30,11 +32,11 @@ class SFTModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, n = self._loss(batch)
-        if not finite(loss):
+        if not all_finite(self, loss):
             on_nonfinite(self, "train/loss", loss.item())  # raises with on_nonfinite=stop
             if is_logging_step(self.trainer):
                 self.log("train/skipped_nonfinite", float(self.skipped_nonfinite))
-            return None  # no optimizer step for this batch
+            return skipped_batch_loss(self)  # no optimizer step for this batch
         if is_logging_step(self.trainer):
             self.log("train/loss", loss, prog_bar=True, batch_size=n)
             if self.skipped_nonfinite:
@@ -53,6 +55,9 @@ class SFTModule(L.LightningModule):
         nll = self._val_nll / max(self._val_tokens, 1)
         self.log("val/loss", nll, prog_bar=True, sync_dist=True)
         self.log("val/ppl", math.exp(min(nll, 50.0)), sync_dist=True)
+
+    def on_before_optimizer_step(self, optimizer):
+        drop_skipped_gradients(self, optimizer)
 
     def configure_optimizers(self):
         hp = self.hparams
