@@ -3,6 +3,7 @@
 # beta x latent_dim grid of IB proxies, each followed by PPO; gold reward at the peak and at
 # the end, and the RM's held-out accuracy, per grid point.
 #   bash experiments/sensitivity/run.sh            # here (~8 min on 2 cores)
+#   EXTRA="seed=0,1,2" bash experiments/sensitivity/run.sh   # three seeds a point (~30 min)
 #   bash experiments/sensitivity/run.sh --slurm    # one Slurm job array; analyze when it is done
 set -euo pipefail
 cd "$(dirname "$0")/../.."
