@@ -25,36 +25,41 @@ forward_signal() {
   if [ "${INFORM_NPROC:-1}" -gt 1 ]; then pkill "-$1" -P "$2"; else kill "-$1" "$2"; fi 2>/dev/null
 }
 
-# After a preemption signal: once the run has asked for its requeue (its checkpoint is saved),
-# it has INFORM_REQUEUE_GRACE_S (60) seconds to exit before it is stopped with TERM, so that a
-# process stuck in its teardown does not turn a saved checkpoint into a time-out.
-stop_if_stuck() {
-  local waited=0
-  while kill -0 "$1" 2>/dev/null; do
+# After a preemption signal, until the run $1 exits: while it has not asked for its requeue,
+# send it the signal $2 again every 10 s (one that came while Python was still importing, or
+# before torchrun had started its workers, was ignored); once it has asked (its checkpoint is
+# saved), it has INFORM_REQUEUE_GRACE_S (60) seconds to exit before it is stopped with TERM,
+# so that a process stuck in its teardown does not turn a saved checkpoint into a time-out.
+watch_preempted_run() {
+  local waited=0 asked=0
+  while sleep 1 && kill -0 "$1" 2>/dev/null; do
     if [ -s "$INFORM_REQUEUE_FILE" ]; then
-      waited=$((waited + 1))
-      if [ "$waited" -ge "${INFORM_REQUEUE_GRACE_S:-60}" ]; then
-        echo "inform-job: the run did not exit ${waited}s after its checkpoint; stopping it"
+      asked=$((asked + 1))
+      if [ "$asked" -ge "${INFORM_REQUEUE_GRACE_S:-60}" ]; then
+        echo "inform-job: the run did not exit ${asked}s after its checkpoint; stopping it"
         kill -TERM "$1" 2>/dev/null; return
       fi
+    else
+      waited=$((waited + 1))
+      [ $((waited % 10)) -eq 0 ] && forward_signal "$2" "$1"
     fi
-    sleep 1
   done
 }
 
 # Run a command with the preemption signals forwarded to it: `#SBATCH --signal=B:USR1@N`
 # reaches only this batch shell, which passes it on (inform checkpoints at the end of the
 # current step, writes the job id to $INFORM_REQUEUE_FILE and exits; then this shell
-# requeues the job, with no process of the run left for Slurm to kill). Prints start/end
-# times for the job's log.
+# requeues the job, with no process of the run left for Slurm to kill). The run starts with
+# USR1/USR2 ignored, so one that comes before inform's handler is installed (run.py) does not
+# kill it (nor torchrun). Prints start/end times for the job's log.
 run_forwarding_signals() {
   echo "inform-job start $(date +%s.%N) job=${SLURM_JOB_ID:-} array=${SLURM_ARRAY_JOB_ID:-}_${SLURM_ARRAY_TASK_ID:-} restart=${SLURM_RESTART_COUNT:-0}"
   export INFORM_REQUEUE_FILE="${TMPDIR:-/tmp}/inform-requeue-${SLURM_JOB_ID:-$$}"
   rm -f "$INFORM_REQUEUE_FILE"
-  "$@" &
+  ( trap '' USR1 USR2; exec "$@" ) &
   local child=$! status=0 watching=""
-  trap 'forward_signal USR1 "$child"; [ -n "$watching" ] || { stop_if_stuck "$child" & watching=1; }' USR1
-  trap 'forward_signal USR2 "$child"; [ -n "$watching" ] || { stop_if_stuck "$child" & watching=1; }' USR2
+  trap 'forward_signal USR1 "$child"; [ -n "$watching" ] || { watch_preempted_run "$child" USR1 & watching=1; }' USR1
+  trap 'forward_signal USR2 "$child"; [ -n "$watching" ] || { watch_preempted_run "$child" USR2 & watching=1; }' USR2
   trap 'kill -TERM "$child" 2>/dev/null' TERM  # torchrun stops its workers on TERM itself
   while true; do
     wait "$child"; status=$?

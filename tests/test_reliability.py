@@ -241,8 +241,9 @@ def test_the_batch_script_stops_a_run_stuck_after_its_checkpoint_and_still_reque
     (its checkpoint is saved) and should exit; one that hangs instead (here: a shell that
     ignores the rest) is stopped after INFORM_REQUEUE_GRACE_S, and the requeue is still asked
     for (here `scontrol requeue` of a job that does not exist fails, and the script says so)."""
-    stuck = 'trap \'echo 4242 > "$INFORM_REQUEUE_FILE"\' USR1; while :; do sleep 0.1; done'
-    script = f'source slurm/common.sh; run_forwarding_signals bash -c {shlex.quote(stuck)}'
+    stuck = ("import os, signal, time; signal.signal(signal.SIGUSR1, lambda *a: open(os.environ['INFORM_REQUEUE_FILE'], 'w')"
+             ".write('4242')); time.sleep(1000)")
+    script = f'source slurm/common.sh; run_forwarding_signals {shlex.quote(sys.executable)} -c {shlex.quote(stuck)}'
     proc = subprocess.Popen(["bash", "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "INFORM_ROOT": str(ROOT), "INFORM_REQUEUE_GRACE_S": "2", "TMPDIR": str(tmp_path)})
     time.sleep(1)
@@ -253,3 +254,20 @@ def test_the_batch_script_stops_a_run_stuck_after_its_checkpoint_and_still_reque
     assert 2 <= time.monotonic() - t0 < 10, out
     assert "did not exit 2s after its checkpoint; stopping it" in out and "inform-job requeue 4242" in out
     assert "scontrol requeue 4242 failed" in out and not list(tmp_path.iterdir())  # the requeue file is gone
+
+
+def test_a_signal_while_python_still_imports_neither_kills_the_run_nor_is_lost(tmp_path):
+    """slurm/common.sh starts the run with USR1 ignored, so a signal that comes before inform's
+    handler is installed (here: at once, while Python imports torch) is not its death (exit
+    -10 before); and it sends the signal again every 10 s until the run takes it, so the run
+    still leaves at its next stage boundary instead of training to the end."""
+    run = [shlex.quote(sys.executable), "run.py", *SFT, "sft.max_steps=2000", f"paths.artifacts={tmp_path}/art",
+           f"hydra.run.dir={tmp_path}/run"]
+    script = f'source slurm/common.sh; run_forwarding_signals {" ".join(run)}'
+    proc = subprocess.Popen(["bash", "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "INFORM_ROOT": str(ROOT), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"})
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGUSR1)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0 and "inform-job end" in out and "status=0" in out, out[-4000:]
+    assert "sft: built" not in out and not complete(tmp_path, "sft")  # it left instead of training 2000 steps
