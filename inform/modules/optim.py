@@ -40,7 +40,7 @@ def on_nonfinite(module, name: str, value: float) -> None:
 
     - `stop` (default): save the weights as they are (the last good ones: the bad step has
       not been applied) to `checkpoints/last_good.ckpt` and raise NonFiniteError.
-    - `skip`: drop this batch (the caller returns None, so no optimizer step) and count it.
+    - `skip`: drop this batch (the caller returns `skipped_batch_loss`, or skips the update) and count it.
     """
     trainer = module.trainer
     what = f"{name} is {value}" if not math.isfinite(value) else "a loss or reward of another rank is non-finite"
@@ -66,15 +66,15 @@ def skipped_batch_loss(module) -> torch.Tensor | None:
     DeepSpeed the engine still steps, on zero gradients)."""
     if module.trainer.world_size == 1:
         return None
-    module.drop_gradients = True
+    module._drop_gradients = True
     return sum(p.sum() for p in module.parameters() if p.requires_grad) * 0.0
 
 
 def drop_skipped_gradients(module, optimizer) -> None:
     """`on_before_optimizer_step`: after a skipped batch (see `skipped_batch_loss`), no update."""
-    if getattr(module, "drop_gradients", False):
+    if getattr(module, "_drop_gradients", False):
         optimizer.zero_grad(set_to_none=True)
-        module.drop_gradients = False
+        module._drop_gradients = False
 
 
 def finite(x: torch.Tensor) -> bool:
