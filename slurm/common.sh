@@ -58,8 +58,12 @@ run_forwarding_signals() {
   rm -f "$INFORM_REQUEUE_FILE"
   ( trap '' USR1 USR2; exec "$@" ) &
   local child=$! status=0 watching=""
-  trap 'forward_signal USR1 "$child"; [ -n "$watching" ] || { watch_preempted_run "$child" USR1 & watching=1; }' USR1
-  trap 'forward_signal USR2 "$child"; [ -n "$watching" ] || { watch_preempted_run "$child" USR2 & watching=1; }' USR2
+  on_preempt_signal() {  # pass it on; the first one also starts the watch
+    forward_signal "$1" "$child"
+    [ -n "$watching" ] || { watch_preempted_run "$child" "$1" & watching=1; }
+  }
+  trap 'on_preempt_signal USR1' USR1
+  trap 'on_preempt_signal USR2' USR2
   trap 'kill -TERM "$child" 2>/dev/null' TERM  # torchrun stops its workers on TERM itself
   while true; do
     wait "$child"; status=$?

@@ -27,15 +27,21 @@ RM = ["experiment=smoke", "stage=rm", "rm.data=human", "rm.init=base", "objectiv
 ON_CPU = ["trainer.accelerator=cpu", "trainer.devices=2"]
 
 
-def torchrun(*overrides: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    with socket.socket() as s:  # a free port for the rendezvous
+TORCHRUN_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def torchrun_cmd(script: Path, *args: str) -> list[str]:
+    """`torchrun --nproc_per_node=2 script args`, on a free port for the rendezvous."""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           str(ROOT / "run.py"), *overrides]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", str(script), *args]
+
+
+def torchrun(*overrides: str, cwd: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(torchrun_cmd(ROOT / "run.py", *overrides), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=TORCHRUN_ENV)
+    assert proc.returncode == 0 or not check, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
 
 
@@ -99,12 +105,8 @@ def test_ppo_under_ddp_keeps_the_ranks_policies_equal_though_they_sample_differe
     """Policy and critic in one optimizer under DDP: each rank rolls out its own prompt batches
     and backpropagates several minibatches per step; the gradients are averaged, so both ranks
     end with the same policy, moved off the SFT one."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-                           str(ROOT / "tests" / "helpers" / "ppo_ddp.py"), str(tmp_path)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(torchrun_cmd(ROOT / "tests" / "helpers" / "ppo_ddp.py", str(tmp_path)), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=TORCHRUN_ENV)
     assert proc.returncode == 0, proc.stderr[-5000:]
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert r0["iterations"] == r1["iterations"] == 2
@@ -196,17 +198,12 @@ def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(tmp_path):
     """Preemption inside a Trainer: USR1 reaches rank 1 alone (signals reach ranks at different
     steps); the ranks agree each step whether any of them got one, so both save the checkpoint
     after the same step and exit 0, instead of rank 1 waiting alone in the save's collective."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", str(ROOT / "run.py"),
-           *RM, "data.preference.n=6000", "trainer=ddp", *ON_CPU, "rm.batch_size=16", f"paths.artifacts={tmp_path}/art",
-           f"hydra.run.dir={run}"]
+    cmd = torchrun_cmd(ROOT / "run.py", *RM, "data.preference.n=6000", "trainer=ddp", *ON_CPU, "rm.batch_size=16",
+                       f"paths.artifacts={tmp_path}/art", f"hydra.run.dir={run}")
     log = tmp_path / "log.txt"
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=TORCHRUN_ENV)
         csv = run / "rm" / "csv" / "part0" / "metrics.csv"
         deadline = time.time() + 300
         while not (csv.is_file() and len(csv.read_text().splitlines()) > 3):
@@ -247,12 +244,7 @@ def test_a_nan_loss_on_one_rank_is_skipped_or_stops_on_every_rank(tmp_path, mode
         out = proc.stdout + proc.stderr
         assert out.count("train/loss is nan at step") == 3 and out.count("another rank is non-finite at step") == 3
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-                           str(ROOT / "run.py"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    proc = torchrun(*args, cwd=tmp_path, timeout=300, check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "train/loss is nan at step 5: stopped" in out and "another rank is non-finite at step 5: stopped" in out
