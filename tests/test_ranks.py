@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from types import SimpleNamespace
 from pathlib import Path
 
@@ -38,8 +39,13 @@ def torchrun_cmd(script: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", str(script), *args]
 
 
-def torchrun(*overrides: str, cwd: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(torchrun_cmd(ROOT / "run.py", *overrides), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+def torchrun(*overrides: str, cwd: Path, timeout: int = 600, check: bool = True, late_rank: bool = False) -> subprocess.CompletedProcess:
+    """torchrun run.py; late_rank: rank 1 starts 1.5 s after rank 0 (tests/helpers/late_rank.sh)."""
+    cmd = torchrun_cmd(ROOT / "run.py", *overrides)
+    if late_rank:
+        at = cmd.index(str(ROOT / "run.py"))
+        cmd[at:at] = ["--no-python", "bash", str(ROOT / "tests" / "helpers" / "late_rank.sh"), sys.executable]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=TORCHRUN_ENV)
     assert proc.returncode == 0 or not check, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
@@ -86,16 +92,19 @@ def test_two_ranks_train_the_rm_a_single_process_trains_with_the_double_batch(tm
 
 
 def test_the_pipeline_runs_on_two_ranks_each_artifact_built_once_and_logged_once(tmp_path):
+    """No hydra.run.dir, and rank 1 starts 1.5 s late: both ranks still name one run folder
+    (Hydra's `now` would give them two: inform/config/run_start.py)."""
     proc = torchrun("experiment=smoke", "trainer=ddp", *ON_CPU, "trainer.precision=32-true", "sft.max_steps=30",
-                    "ppo.steps=4", "ppo.eval_every=2", f"paths.artifacts={tmp_path}/art", f"hydra.run.dir={tmp_path}/run",
-                    cwd=tmp_path)
+                    "ppo.steps=4", "ppo.eval_every=2", f"paths.artifacts={tmp_path}/art", cwd=tmp_path, late_rank=True)
     log = proc.stdout + proc.stderr
     stages = ("sft", "gold", "label", "rm", "sft_stats", "ppo")
     for stage in stages:
         assert log.count(f" - {stage}: built ") == 1 and log.count(f" - {stage}: rank 1 uses ") == 1, stage
     left = sorted(p.name for p in (tmp_path / "art").iterdir() if not p.name.endswith(".lock"))
     assert [n.rsplit("-", 1)[0] for n in left] == sorted(stages)  # no scratch folder, no marker left behind
-    runs = find_runs(tmp_path / "run")
+    (run,) = (tmp_path / "outputs").glob("*/*")  # one run folder for both ranks
+    assert (run / ".hydra").is_dir() and (run / "sft").is_dir()
+    runs = find_runs(run)
     assert sorted(r.job_type for r in runs) == ["gold", "ppo", "rm", "sft"]  # one W&B run per stage: rank 0's
     history = json.loads((only_artifact(tmp_path / "art", "ppo") / "eval_history.json").read_text())["history"]
     assert [h["step"] for h in history] == [0, 2, 4] and all("reward/gold" in h for h in history)
@@ -112,6 +121,24 @@ def test_ppo_under_ddp_keeps_the_ranks_policies_equal_though_they_sample_differe
     assert r0["iterations"] == r1["iterations"] == 2
     assert all(torch.equal(v, r1["policy"][k]) for k, v in r0["policy"].items())
     assert max((v - r0["sft"][k]).abs().max().item() for k, v in r0["policy"].items()) > 1e-3
+
+
+def test_the_run_folders_time_is_torchruns_start_in_every_rank_and_now_elsewhere():
+    """Ranks are children of one torchrun agent (here: this process) and start at different
+    times; each names the run folder by the agent's start, where Hydra's `now` would differ."""
+    from inform.config.run_start import process_start_time
+
+    def started_child(**env: str) -> str:
+        time.sleep(1.1)  # a second ticks between two children
+        code = "from inform.config.run_start import run_start; print(run_start('%Y-%m-%d/%H-%M-%S.%f'))"
+        base = {k: v for k, v in os.environ.items() if k != "TORCHELASTIC_RUN_ID"}
+        return subprocess.run([sys.executable, "-c", code], env={**base, "PYTHONPATH": str(ROOT), **env}, capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    agent = datetime.fromtimestamp(process_start_time(os.getpid())).strftime("%Y-%m-%d/%H-%M-%S.%f")
+    assert started_child(TORCHELASTIC_RUN_ID="r") == started_child(TORCHELASTIC_RUN_ID="r") == agent
+    alone = [started_child(), started_child()]
+    assert alone[0] != alone[1] and alone[0][:19] != agent[:19]
 
 
 @pytest.fixture

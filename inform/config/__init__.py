@@ -13,9 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from inform.config.checks import ConfigError, check_target, check_values
+from inform.config.run_start import run_start
 from inform.config.schema import DETECTORS, Schema
 
 __all__ = ["ConfigError", "DETECTORS", "Schema", "validate"]
+
+if not OmegaConf.has_resolver("run_start"):  # conf/config.yaml's hydra.run.dir
+    OmegaConf.register_new_resolver("run_start", run_start)
 
 
 def validate(cfg: DictConfig) -> DictConfig:
