@@ -30,6 +30,22 @@ def test_methods_are_told_apart_by_their_configs():
     assert method_of({**base, "objective": {"name": "bt_margin"}}) == "BT-MARGIN"
 
 
+def test_methods_plot_has_a_panel_per_proxy_size_or_per_method_for_several_seeds(tmp_path):
+    """by="size": a panel per (noise, size), methods in colors; by="method" (several seeds): a
+    panel per method, 3 to a line, seeds in colors. Read back from the PNG's size (IHDR)."""
+    plot = script("methods").plot
+    rows = [{"eval/kl": kl, "reward/gold": 0.5 - kl / 4, "reward/proxy_eval": kl / 2} for kl in (0.0, 1.0, 2.0)]
+    runs = [{"method": m, "size": size, "noise": 0.25, "seed": seed, "rows": rows}
+            for m in ("BT", "IB", "BSR", "WARM") for size in ("tiny", "tiny-large") for seed in (0, 1, 2)]
+
+    def width_height(png):
+        data = png.read_bytes()
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+    assert width_height(plot(runs, tmp_path / "by-size.png")) == (920, 360)  # 1 noise x 2 sizes
+    assert width_height(plot(runs, tmp_path / "by-method.png", by="method")) == (1380, 1440)  # per size 2 lines of 3 panels (4 methods)
+
+
 @pytest.mark.slow
 def test_methods_analysis_draws_gold_and_proxy_against_kl_and_logs_to_wandb(sweep, tmp_path):
     root, _ = sweep

@@ -68,24 +68,42 @@ def rank(value: str, order: list[str]) -> int:
     return order.index(value) if value in order else len(order)
 
 
-def plot(runs: list[dict], path: Path) -> Path:
-    noises = sorted({r["noise"] for r in runs})
-    sizes = sorted({r["size"] for r in runs}, key=lambda s: rank(s, SIZE_ORDER))
-    methods = sorted({r["method"] for r in runs}, key=lambda m: rank(m, ORDER))
+def plot(runs: list[dict], path: Path, by: str = "size") -> Path:
+    """by "size": a panel per (label noise, proxy size), a color per method; by "method": a
+    panel per (label noise and proxy size, method), a color per seed (for several seeds)."""
+    if by == "method":
+        def row_of(r): return (r["noise"], rank(r["size"], SIZE_ORDER), r["size"])
+        def col_of(r): return r["method"]
+        def color_of(r): return f"seed {r['seed']}"
+        def title(row, col): return f"{col}: proxy {row[2]}, noise {row[0]:g}"
+    else:
+        def row_of(r): return r["noise"]
+        def col_of(r): return r["size"]
+        def color_of(r): return r["method"]
+        def title(row, col): return f"proxy {col}, label noise {row:g}"
+    rows = sorted({row_of(r) for r in runs})
+    cols = sorted({col_of(r) for r in runs}, key=lambda c: (rank(c, SIZE_ORDER), rank(c, ORDER), c))
+    labels = sorted({color_of(r) for r in runs}, key=lambda m: (rank(m, ORDER), m))
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colors = {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
-    fig, axes = plt.subplots(len(noises), len(sizes), figsize=(4.6 * len(sizes), 3.6 * len(noises)), dpi=100, squeeze=False, sharey=True)
-    for i, noise in enumerate(noises):
-        for j, size in enumerate(sizes):
-            ax = axes[i][j]
-            for r in (r for r in runs if r["noise"] == noise and r["size"] == size):
-                kl = [x["eval/kl"] for x in r["rows"]]
-                ax.plot(kl, [x["reward/gold"] for x in r["rows"]], color=colors[r["method"]], linewidth=1.6, label=r["method"])
-                ax.plot(kl, [x["reward/proxy_eval"] for x in r["rows"]], color=colors[r["method"]], linewidth=0.8, linestyle=":", alpha=0.7)
+    colors = {m: cycle[i % len(cycle)] for i, m in enumerate(labels)}
+    ncols = len(cols) if by == "size" else min(3, len(cols))  # methods wrap, 3 to a line; each row starts a line
+    lines = -(-len(cols) // ncols)
+    fig, axes = plt.subplots(len(rows) * lines, ncols, figsize=(4.6 * ncols, 3.6 * len(rows) * lines), dpi=100, squeeze=False,
+                             sharey=True)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for i, row in enumerate(rows):
+        for j, col in enumerate(cols):
+            ax = axes[i * lines + j // ncols][j % ncols]
+            ax.set_visible(True)
+            for r in (r for r in runs if row_of(r) == row and col_of(r) == col):
+                kl, color = [x["eval/kl"] for x in r["rows"]], colors[color_of(r)]
+                ax.plot(kl, [x["reward/gold"] for x in r["rows"]], color=color, linewidth=1.6, label=color_of(r))
+                ax.plot(kl, [x["reward/proxy_eval"] for x in r["rows"]], color=color, linewidth=0.8, linestyle=":", alpha=0.7)
             ax.axhline(0.0, color="grey", linewidth=0.6)
-            ax.set_title(f"proxy {size}, label noise {noise:g}", fontsize=9)
+            ax.set_title(title(row, col), fontsize=9)
             ax.set_xlabel("KL(pi || pi_ref) per response (nats)", fontsize=8)
-            if j == 0:
+            if j % ncols == 0:
                 ax.set_ylabel("reward (SD units of SFT samples)", fontsize=8)
             ax.grid(alpha=0.3)
     handles = {}
@@ -93,7 +111,7 @@ def plot(runs: list[dict], path: Path) -> Path:
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
     fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle("gold RM (solid) and proxy RM (dotted) against KL, per method", fontsize=10)
+    fig.suptitle("gold RM (solid) and proxy RM (dotted) against KL, per method" + (", per seed" if by == "method" else ""), fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return save_figure(fig, path)
 
@@ -117,6 +135,8 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("runs", type=Path)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     ap.add_argument("--no-wandb", action="store_true")
+    ap.add_argument("--panels", choices=["size", "method"], default="size",
+                    help="a panel per proxy size (a color per method), or per method (a color per seed)")
     ap.add_argument("--fill-from", type=Path, nargs="*", default=[],
                     help="other sweep folders sharing the artifact cache: a point whose PPO stage came from the cache "
                          "logged no run here, but the experiment that built it did")
@@ -132,7 +152,7 @@ def main(argv=None) -> list[dict]:
         raise SystemExit(f"{args.runs}: no PPO runs with eval steps found")
     rows = table(runs)
     args.out.mkdir(parents=True, exist_ok=True)
-    images = {"analysis/methods": plot(runs, args.out / "methods.png")}
+    images = {"analysis/methods": plot(runs, args.out / "methods.png", by=args.panels)}
     write_markdown(rows, args.out / "results.md")
     if not args.no_wandb:
         log_analysis(images, args.out, "methods-analysis", args.out / "results.md")

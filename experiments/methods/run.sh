@@ -8,6 +8,9 @@
 # parameters; each RM starts from an SFT run of its own preset, rm.init=sft). On a cluster:
 #   SIZES=pythia-70m,pythia-410m,pythia-1.4b EXTRA="experiment=inform_simulated" bash experiments/methods/run.sh --slurm
 #   bash experiments/methods/run.sh            # here, one run after another (~35 min on 2 cores)
+#   SIZES=tiny NOISE=0.25 SEEDS=0,1,2 OUT=experiments/methods/runs/seeds RESULTS=experiments/methods/seeds \
+#     EXTRA="paths.artifacts=experiments/methods/runs/seeds-cache" bash experiments/methods/run.sh
+#       # one cell, 3 seeds (~35 min); its own cache, so that no PPO point is reused without a W&B run here
 # Then (run.sh does it when local):  python experiments/methods/analyze.py experiments/methods/runs
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,6 +20,9 @@ SIZES=${SIZES:-tiny-small,tiny,tiny-large}
 NOISE=${NOISE:-0.0,0.25}
 SEEDS=${SEEDS:-0}
 EXTRA=${EXTRA:-}
+RESULTS=${RESULTS:-experiments/methods}  # where the analysis writes methods.png and results.md
+PANELS=size
+[[ "$SEEDS" == *,* ]] && PANELS=method  # several seeds: a panel per method, a line per seed
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 common="model@reward=$SIZES label_noise=$NOISE seed=$SEEDS name=methods $EXTRA"
 sweeps=(
@@ -34,7 +40,7 @@ for entry in "${sweeps[@]}"; do
   fi
 done
 if [ "${1:-}" = "--slurm" ]; then
-  echo "when the arrays are done: $PY experiments/methods/analyze.py $OUT"
+  echo "when the arrays are done: $PY experiments/methods/analyze.py $OUT --out $RESULTS --panels $PANELS"
 else
-  "$PY" experiments/methods/analyze.py "$OUT"
+  "$PY" experiments/methods/analyze.py "$OUT" --out "$RESULTS" --panels "$PANELS"
 fi
