@@ -18,7 +18,9 @@ Trainable weights: fp32 under "bf16-mixed" (`--weights fp32`, what inform's PPO 
 under the gpu trainer) or bf16 under "bf16-true". Measured per iteration (the first one
 includes CUDA and kernel warm-up; later ones are steady state), each after
 torch.cuda.synchronize:
-- generate_s: `rl.rollout.sample` alone (KV-cache sampling, temperature 0.8, top-p 0.9);
+- generate_s: `rl.rollout.sample` alone (KV-cache sampling, temperature 0.8, top-p 0.9;
+  `--kv-cache static`: the fixed-size cache, whose decoding step transformers compiles
+  on the GPU during the first iteration);
 - rollout_s: all of `make_experience` (sampling, the policy/reference/critic passes over
   the sequences, the RM score, GAE);
 - update_s: `ppo_update`; iteration_s: the whole training step;
@@ -111,7 +113,8 @@ def main(args) -> dict:
     static = torch.cuda.memory_allocated(device) / 2**30 if device.type == "cuda" else None
     sizes = {"policy": gpu.n_params(policy), "critic": gpu.n_params(critic), "reference": gpu.n_params(ref),
              "rm": gpu.n_params(proxy.model)}
-    cfg = PPOConfig(epochs=args.epochs, minibatches=args.minibatches, max_new_tokens=args.new_tokens, eval_every=10**9)
+    cfg = PPOConfig(epochs=args.epochs, minibatches=args.minibatches, max_new_tokens=args.new_tokens, eval_every=10**9,
+                    kv_cache=args.kv_cache)
     module = PPOModule(policy, ref, critic, proxy, tok, cfg, evaluator=None, seed=0)
     module.make_experience = Timed(module.make_experience, device)
     module.ppo_update = Timed(module.ppo_update, device)
@@ -142,7 +145,7 @@ def main(args) -> dict:
         "benchmark": "gpu_ppo", "env": gpu.environment(device), "policy": args.policy, "rm": args.rm, "params": sizes,
         "weights": args.weights, "frozen_dtype": frozen, "precision": precision(args, device), "grad_ckpt": args.grad_ckpt,
         "prompts": args.prompts, "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "epochs": args.epochs,
-        "minibatches": args.minibatches, "static_mem_gib": static, "peak_mem_gib": gpu.peak_memory_gib(device),
+        "minibatches": args.minibatches, "kv_cache": args.kv_cache, "static_mem_gib": static, "peak_mem_gib": gpu.peak_memory_gib(device),
         "host_peak_rss_gib": gpu.host_peak_rss_gib(), "fit_s": fit_s, "interrupted": trainer.interrupted, "iterations": iterations,
         "steady": iterations[-1] if len(iterations) > 1 else None,
     }
@@ -165,6 +168,9 @@ def parse(argv=None):
     ap.add_argument("--iterations", type=int, default=2, help="PPO iterations (the first one warms up)")
     ap.add_argument("--weights", choices=["bf16", "fp32"], default="fp32")
     ap.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing on policy and critic")
+    ap.add_argument("--kv-cache", choices=["dynamic", "static"], default="dynamic",
+                    help="rollout KV cache (ppo.kv_cache); static: transformers compiles the decoding step on the GPU "
+                         "in the first iteration")
     ap.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     ap.add_argument("--tiny", action="store_true", help="tiny presets, 4 prompts x (8 + 8) tokens (CPU smoke test)")
     ap.add_argument("--out", default=None, help="write the JSON result here")

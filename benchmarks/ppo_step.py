@@ -54,8 +54,8 @@ def bench_rollout(policy, tok, batch, rounds: int) -> dict:
         torch.manual_seed(r)
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = policy.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=0, eos_token_id=tok.eos_token_id,
-                                  pad_token_id=tok.pad_token_id, use_cache=True, **GEN)
+            policy.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=0, eos_token_id=tok.eos_token_id,
+                            pad_token_id=tok.pad_token_id, use_cache=True, **GEN)
         bare.append(time.perf_counter() - t0)
         torch.manual_seed(r)
         t0 = time.perf_counter()

@@ -93,9 +93,12 @@ def artifact(root: Path, stage: str) -> list[Path]:
 
 @pytest.mark.slow
 def test_rloo_raises_the_proxy_reward_with_ppos_eval_and_detectors(sweep, tmp_path):
+    """Also the static KV cache's path end to end (rollouts and eval sampling; the GPU
+    benchmark's tiny run covers PPO's)."""
     root = tmp_path
     copy_upstream(sweep[0], root)
-    proc = run_inform("experiment=smoke", "beta=0.01", "stage=rloo", "rloo.k=4", "logger=csv", f"hydra.run.dir={root}/rloo", cwd=root)
+    proc = run_inform("experiment=smoke", "beta=0.01", "stage=rloo", "rloo.k=4", "ppo.kv_cache=static", "logger=csv",
+                      f"hydra.run.dir={root}/rloo", cwd=root)
     assert "rloo: built" in proc.stdout and "sft: built" not in proc.stdout and " - rm: built" not in proc.stdout
     (out,) = artifact(root, "rloo")
     history = json.loads((out / "eval_history.json").read_text())["history"]

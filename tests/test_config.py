@@ -73,7 +73,7 @@ def test_wrong_type_names_the_key(compose):
     ("ppo.top_p=1.2", "ppo.top_p"), ("eval.top_p=0", "eval.top_p"), ("ppo.temperature=0", "ppo.temperature"),
     ("ppo.kl_controller=pid", "ppo.kl_controller"), ("ppo.minibatches=100", "ppo.minibatches"),
     ("gold.init=hub", "gold.init"), ("ensemble.members=0", "ensemble.members"), ("ensemble.combine=median", "ensemble.combine"),
-    ("ensemble.uwo_lambda=-1", "ensemble.uwo_lambda"),
+    ("ensemble.uwo_lambda=-1", "ensemble.uwo_lambda"), ("ppo.kv_cache=paged", "ppo.kv_cache"),
 ])
 def test_impossible_values_name_the_key(compose, override, key):
     with pytest.raises(ConfigError, match=rf"^{key.replace('.', '[.]')}: "):
@@ -137,6 +137,14 @@ def test_a_deepspeed_trainer_gets_its_own_artifacts_and_the_plain_ones_keep_thei
     assert spec_hash(sft_spec(cfg)) != spec_hash(sft_spec(z3))
     monkeypatch.setenv("WORLD_SIZE", "2")  # two processes (torchrun): batch sizes are per process
     assert trainer_numerics(cfg) == {"precision": "32-true", "processes": 2}
+
+
+def test_the_static_kv_cache_gets_its_own_ppo_artifacts_and_the_default_keeps_the_old_hashes(compose):
+    from inform.pipeline.ppo import ppo_spec
+
+    default, static = validate(compose()), validate(compose("ppo.kv_cache=static"))
+    assert "kv_cache" not in ppo_spec(default)["ppo"] and ppo_spec(static)["ppo"]["kv_cache"] == "static"
+    assert {k: v for k, v in ppo_spec(static)["ppo"].items() if k != "kv_cache"} == ppo_spec(default)["ppo"]
 
 
 def test_run_py_rejects_a_bad_key_before_building_anything(tmp_path):

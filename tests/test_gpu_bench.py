@@ -27,7 +27,7 @@ def tiny_run(tmp_path_factory):
     results = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
     failed = {k: v["error"] for k, v in results.items() if "error" in v}
     assert not failed, f"steps failed: {failed}\n{(out / 'run.log').read_text()[-4000:]}"
-    assert set(results) == {"rm_bf16", "rm_fp32", "ppo", "zero3"}, proc.stdout[-3000:]
+    assert set(results) == {"rm_bf16", "rm_fp32", "ppo", "ppo_static", "zero3"}, proc.stdout[-3000:]
     return out, results
 
 
@@ -43,10 +43,11 @@ def test_rm_throughput_and_ratio(tiny_run):
         assert r["peak_flops"] is None and "mfu" not in r["inform"]  # no MFU without a known peak
 
 
-def test_ppo_iteration_timings(tiny_run):
+@pytest.mark.parametrize("name, kv_cache", [("ppo", "dynamic"), ("ppo_static", "static")])
+def test_ppo_iteration_timings(tiny_run, name, kv_cache):
     _, results = tiny_run
-    r = results["ppo"]
-    assert len(r["iterations"]) == 2 and r["steady"] == r["iterations"][-1]
+    r = results[name]
+    assert r["kv_cache"] == kv_cache and len(r["iterations"]) == 2 and r["steady"] == r["iterations"][-1]
     for it in r["iterations"]:
         assert 0 < it["generated_tokens"] <= r["prompts"] * r["new_tokens"]  # responses end at EOS or new_tokens
         assert 0 < it["generate_s"] <= it["rollout_s"] < it["iteration_s"]

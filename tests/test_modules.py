@@ -45,3 +45,32 @@ def test_reward_module_scores_pairs_in_one_pass(compose):
         alone = [rm(torch.tensor([p[i] + s[i]]), torch.ones(1, len(p[i] + s[i]), dtype=torch.long)).reward.item() for s in (c, r) for i in range(2)]
     assert torch.allclose(torch.cat([chosen.reward, rejected.reward]), torch.tensor(alone), atol=1e-5)
     assert not module.wants_gather
+
+
+def test_rollouts_with_a_static_kv_cache_are_the_dynamic_caches_tokens(compose):
+    """ppo.kv_cache=static (for compiled decoding on a GPU) samples the same tokens from the
+    same seed as the default dynamic cache, on left-padded prompts of different lengths."""
+    from inform.data.collate import PromptCollator
+    from inform.rl.rollout import sample
+
+    cfg = validate(compose())
+    tok = load_tokenizer(cfg.policy)
+    policy = build_causal_lm(cfg.policy, tok, seed=0)
+    prompts = encode_prompts(tok, ["Copy: apple moon kite =", "Copy: owl =", "Copy: a b c d e f ="], 16)
+    batch = PromptCollator(tok.pad_token_id)(list(enumerate(prompts)))
+    assert batch["attention_mask"][:, 0].tolist().count(0) == 2  # two prompts are left-padded
+    rollouts = {}
+    for kv_cache in ("dynamic", "static"):
+        torch.manual_seed(3)
+        rollouts[kv_cache] = sample(policy, batch["input_ids"], batch["attention_mask"], max_new_tokens=12, temperature=0.8,
+                                    top_p=0.9, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, kv_cache=kv_cache)
+    dynamic, static = rollouts["dynamic"], rollouts["static"]
+    assert dynamic.sequences.shape == (3, batch["input_ids"].shape[1] + 12) and policy.training  # mode restored
+    assert torch.equal(dynamic.sequences, static.sequences) and torch.equal(dynamic.response_mask, static.response_mask)
+    assert len({tuple(r) for r in dynamic.responses.tolist()}) == 3  # sampled, not a degenerate constant
+    try:
+        sample(policy, batch["input_ids"], batch["attention_mask"], max_new_tokens=2, eos_id=0, pad_id=0, kv_cache="paged")
+    except ValueError as err:
+        assert "kv_cache" in str(err)
+    else:
+        raise AssertionError("an unknown kv_cache was accepted")

@@ -21,6 +21,8 @@
 #                    on the host need ~120 GB of its 128 GiB (killed before). ZERO3_MODE=offload
 #                    or nooffload overrides.
 #   rm_fp32          gpu_rm, fp32 weights + bf16 autocast ("bf16-mixed"), as inform's stages train
+#   ppo_static       gpu_ppo as `ppo` with ppo.kv_cache=static: transformers compiles the decoding
+#                    step (~40 s, in the 1st iteration); the 2nd iteration's generate_s against ppo's
 #   rm_bf16_compile  gpu_rm bf16 with torch.compile on the backbone, no bare loop (one compile)
 # Results: $OUT (the device tool's folder; default benchmarks/out/gpu): <step>.json, run.log
 # (everything printed), summary.md (the figures as table rows for benchmarks/RESULTS.md).
@@ -32,13 +34,13 @@ STEPS=()
 for a in "$@"; do
   case "$a" in
     --tiny) TINY=1 ;;
-    rm_bf16|ppo|zero3|rm_fp32|rm_bf16_compile) STEPS+=("$a") ;;
+    rm_bf16|ppo|zero3|rm_fp32|ppo_static|rm_bf16_compile) STEPS+=("$a") ;;
     *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
 if [ ${#STEPS[@]} -eq 0 ]; then
-  STEPS=(rm_bf16 ppo zero3 rm_fp32 rm_bf16_compile)
-  [ "$TINY" = 1 ] && STEPS=(rm_bf16 ppo zero3 rm_fp32)  # compiling on 2 CPU cores takes minutes
+  STEPS=(rm_bf16 ppo zero3 rm_fp32 ppo_static rm_bf16_compile)
+  [ "$TINY" = 1 ] && STEPS=(rm_bf16 ppo zero3 rm_fp32 ppo_static)  # compiling on 2 CPU cores takes minutes (static cache: no compile on the CPU)
 fi
 OUT=${OUT:-benchmarks/out/gpu}
 mkdir -p "$OUT"
@@ -115,6 +117,7 @@ for s in "${STEPS[@]}"; do
         step zero3 300 benchmarks.gpu_zero3 --offload-optimizer --master bf16
       fi ;;
     rm_fp32) step rm_fp32 100 benchmarks.gpu_rm --weights fp32 --pairs 16 ;;
+    ppo_static) step ppo_static 150 benchmarks.gpu_ppo --grad-ckpt --kv-cache static ;;
     rm_bf16_compile) step rm_bf16_compile 150 benchmarks.gpu_rm --weights bf16 --pairs 16 --compile --no-baseline ;;
   esac
 done

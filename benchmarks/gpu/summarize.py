@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-ORDER = ["rm_bf16", "rm_fp32", "rm_bf16_compile", "ppo", "zero3"]
+ORDER = ["rm_bf16", "rm_fp32", "rm_bf16_compile", "ppo", "ppo_static", "zero3"]
 
 
 def gib(x) -> str:
@@ -38,7 +38,7 @@ def ppo_row(r: dict) -> str:
     what = (f"PPO iteration: {r['policy']} policy ({p['policy'] / 1e9:.2f}B) + critic ({p['critic'] / 1e9:.2f}B) "
             f"{r['weights']} ({r['precision']}{', grad ckpt' if r['grad_ckpt'] else ''}), reference {r['frozen_dtype']}, "
             f"{r['rm']} RM ({p['rm'] / 1e9:.2f}B) {r['frozen_dtype']}; {r['prompts']} prompts x ({r['prompt_len']} + {r['new_tokens']}), "
-            f"{r['epochs']} epochs x {r['minibatches']} minibatches")
+            f"{r['epochs']} epochs x {r['minibatches']} minibatches, {r.get('kv_cache', 'dynamic')} KV cache")
     figures = (f"rollout {s['rollout_s']:.2f} s (generate {s['generate_s']:.2f} s, {s['generated_tokens_per_s']:,.0f} "
                f"generated tok/s), update {s['update_s']:.2f} s, iteration {s['iteration_s']:.2f} s "
                f"(first: {r['iterations'][0]['iteration_s']:.2f} s); peak {gib(r['peak_mem_gib'])} "

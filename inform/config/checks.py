@@ -70,6 +70,8 @@ def _check_ppo(cfg: DictConfig) -> None:
     for key, value in [("ppo.top_p", ppo.top_p), ("eval.top_p", ev.top_p), ("label.top_p", label.top_p)]:
         if not 0.0 < value <= 1.0:
             _fail(key, f"must be in (0, 1] (got {value})")
+    if ppo.kv_cache not in ("dynamic", "static"):
+        _fail("ppo.kv_cache", f"must be dynamic or static (got {ppo.kv_cache!r})")
     for k in ("steps", "batch_size", "minibatches", "epochs", "max_new_tokens", "eval_every"):
         if ppo[k] <= 0:
             _fail(f"ppo.{k}", f"must be > 0 (got {ppo[k]})")

@@ -113,7 +113,7 @@ class PPOModule(L.LightningModule):
         c = self.cfg
         ro = sample(
             self.policy, prompt_ids, prompt_mask, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
-            top_p=c.top_p, eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
+            top_p=c.top_p, eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id, kv_cache=c.kv_cache,
         )
         mask = ro.response_mask  # (b, R)
         with self.energy.recording() if self.energy is not None else nullcontext():  # the energy of this same pass

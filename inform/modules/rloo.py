@@ -65,7 +65,7 @@ class RLOOModule(L.LightningModule):
         ids, pmask = prompt_ids.repeat_interleave(k, 0), prompt_mask.repeat_interleave(k, 0)  # (b k, P)
         ro = sample(
             self.policy, ids, pmask, max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p,
-            eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
+            eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id, kv_cache=c.kv_cache,
         )
         mask = ro.response_mask  # (b k, R)
         logits = response_logits(self.policy, ro, c.temperature)  # (b k, R, V)

@@ -48,7 +48,7 @@ CURVE = "overoptimization.png"
 
 def ppo_spec(cfg: DictConfig) -> dict:
     return {
-        "ppo": plain(cfg.ppo), "eval": plain(cfg.eval), "detect": plain(cfg.detect), "detectors": plain(cfg.detectors),
+        "ppo": ppo_hyperparameters(cfg), "eval": plain(cfg.eval), "detect": plain(cfg.detect), "detectors": plain(cfg.detectors),
         "early_stop": plain(cfg.early_stop), "seed": cfg.seed, "prompts": plain(cfg.data.prompts),
         "label_prompts": plain(cfg.data.label_prompts),
         "eval_prompts": plain(cfg.data.eval_prompts), "true_reward": plain(cfg.data.true_reward),
@@ -57,6 +57,14 @@ def ppo_spec(cfg: DictConfig) -> dict:
         "max_tokens": [cfg.data.max_prompt_tokens, cfg.data.max_response_tokens],
         **trainer_numerics(cfg),
     }
+
+
+def ppo_hyperparameters(cfg: DictConfig) -> dict:
+    """cfg.ppo for the hash; the KV cache only when static, so the caches from before it had a key stay valid."""
+    ppo = plain(cfg.ppo)
+    if ppo.get("kv_cache") == "dynamic":
+        del ppo["kv_cache"]
+    return ppo
 
 
 def ppo_config(cfg: DictConfig) -> PPOConfig:
@@ -86,7 +94,7 @@ def rl_parts(cfg: DictConfig, sft: Path, rm: list[Path], gold: Path, labels: Pat
     evaluator = Evaluator(
         common.prompt_ids(cfg, tok, eval_texts, "eval_prompts"), eval_texts, tok, gold_scorer(cfg, gold, labels, tok),
         max_new_tokens=cfg.ppo.max_new_tokens, temperature=cfg.eval.temperature, top_p=cfg.eval.top_p,
-        batch_size=cfg.eval.batch_size, missing_eos_penalty=cfg.eval.missing_eos_penalty,
+        batch_size=cfg.eval.batch_size, missing_eos_penalty=cfg.eval.missing_eos_penalty, kv_cache=cfg.ppo.kv_cache,
         true_reward=instantiate(cfg.data.true_reward) if cfg.data.true_reward is not None else None,
     )
     prompts = ppo_prompts(cfg)

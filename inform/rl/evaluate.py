@@ -38,11 +38,11 @@ class Evaluator:
     def __init__(
         self, prompts: list[list[int]], prompt_texts: list[str], tokenizer, gold: RewardScorer | None, *,
         max_new_tokens: int, temperature: float, top_p: float, batch_size: int = 256,
-        true_reward: Callable[[str, str], float] | None = None, missing_eos_penalty: float = 0.5,
+        true_reward: Callable[[str, str], float] | None = None, missing_eos_penalty: float = 0.5, kv_cache: str = "dynamic",
     ):
         self.prompts, self.prompt_texts, self.tokenizer, self.gold = prompts, prompt_texts, tokenizer, gold
         self.max_new_tokens, self.temperature, self.top_p, self.batch_size = max_new_tokens, temperature, top_p, batch_size
-        self.true_reward, self.missing_eos_penalty = true_reward, missing_eos_penalty
+        self.true_reward, self.missing_eos_penalty, self.kv_cache = true_reward, missing_eos_penalty, kv_cache
         self.collate = PromptCollator(tokenizer.pad_token_id)
 
     @torch.no_grad()
@@ -62,7 +62,7 @@ class Evaluator:
                 ro = sample(
                     policy, batch["input_ids"].to(device), batch["attention_mask"].to(device),
                     max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-                    eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
+                    eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id, kv_cache=self.kv_cache,
                 )
                 for k, v in self._score(ro, batch["index"].tolist(), policy, ref, proxy, latents, texts, energy, energies).items():
                     sums[k] = sums.get(k, 0.0) + v

@@ -21,6 +21,7 @@ class PPOConfig:
     temperature: float = 0.8
     top_p: float = 0.9
     max_new_tokens: int = 16
+    kv_cache: str = "dynamic"  # dynamic | static (compiled decoding on a GPU: rl.rollout.sample)
     reward_clip: float = 5.0
     max_grad_norm: float = 1.0
     eval_every: int = 4

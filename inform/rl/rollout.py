@@ -43,15 +43,24 @@ def response_mask_from(responses: torch.Tensor, eos_id: int) -> tuple[torch.Tens
 @torch.no_grad()
 def sample(
     policy, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int, temperature: float = 1.0,
-    top_p: float = 1.0, eos_id: int, pad_id: int, do_sample: bool = True,
+    top_p: float = 1.0, eos_id: int, pad_id: int, do_sample: bool = True, kv_cache: str = "dynamic",
 ) -> Rollout:
-    """Sample one response per prompt with the KV cache (the policy in eval mode, no gradients)."""
+    """Sample one response per prompt with the KV cache (the policy in eval mode, no gradients).
+
+    kv_cache "dynamic": transformers' default cache, grown each step. "static": a cache of
+    fixed size, which on a GPU lets transformers compile the decoding step (the first call
+    compiles, ~40 s at 1.4B); measured on an H100 at Pythia-1.4B, batch 64 and 256, 512 new
+    tokens: 2.7x and 4.2x the dynamic cache's tokens/s, whose steps are bound by Python and
+    kernel-launch overhead (DESIGN.md). On the CPU nothing is compiled: the same tokens as
+    the dynamic cache (tested), no faster. Not tried under DeepSpeed ZeRO-3."""
+    if kv_cache not in ("dynamic", "static"):
+        raise ValueError(f"kv_cache must be 'dynamic' or 'static' (got {kv_cache!r})")
     was_training = policy.training
     policy.eval()
     out = policy.generate(
         input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
         temperature=temperature if do_sample else None, top_p=top_p if do_sample else None, top_k=0 if do_sample else None,
-        eos_token_id=eos_id, pad_token_id=pad_id, use_cache=True,
+        eos_token_id=eos_id, pad_token_id=pad_id, use_cache=True, cache_implementation="static" if kv_cache == "static" else None,
     )
     policy.train(was_training)
     p = prompt_ids.shape[1]
