@@ -8,10 +8,17 @@ cd "$INFORM_ROOT" || { echo "inform: no repository at INFORM_ROOT=$INFORM_ROOT" 
 [ -f run.py ] || { echo "inform: $INFORM_ROOT has no run.py; submit from the repository root or set INFORM_ROOT" >&2; exit 2; }
 PY=${INFORM_PYTHON:-$INFORM_ROOT/.venv/bin/python}
 [ -x "$PY" ] || PY=python3
-# INFORM_NPROC=N: N processes on this node (one per GPU; add trainer.devices=N), started by
-# torchrun; rank 0 builds each artifact, the others join its training (inform/pipeline/ranks.py)
+# INFORM_NPROC=N: N processes on each node of the job (one per GPU; add trainer.devices=N),
+# started by srun (one task per node) running slurm/node.sh, which starts torchrun; likewise
+# for a job of several nodes (sbatch --nodes=M; trainer.num_nodes follows the job). Rank 0
+# builds each artifact, the others join its training (inform/pipeline/ranks.py).
+# INFORM_SRUN_ARGS: extra srun options your cluster wants for the step (e.g. --gpus-per-task).
 LAUNCH=("$PY")
-[ "${INFORM_NPROC:-1}" -gt 1 ] && LAUNCH=("$PY" -m torch.distributed.run --standalone "--nproc_per_node=$INFORM_NPROC")
+if [ "${INFORM_NPROC:-1}" -gt 1 ] || [ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ]; then
+  # shellcheck disable=SC2206  # INFORM_SRUN_ARGS is split into options on purpose
+  LAUNCH=(srun "--ntasks=${SLURM_JOB_NUM_NODES:-1}" --ntasks-per-node=1 "--cpus-per-task=${SLURM_CPUS_PER_TASK:-1}"
+          --kill-on-bad-exit=1 ${INFORM_SRUN_ARGS:-} bash "$INFORM_ROOT/slurm/node.sh")
+fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
 # where run folders go (relative to the repository root unless absolute)
 INFORM_OUTPUTS=${INFORM_OUTPUTS:-outputs}      # single jobs: $INFORM_OUTPUTS/slurm-<job>/
@@ -19,10 +26,10 @@ INFORM_MULTIRUN=${INFORM_MULTIRUN:-multirun}   # arrays: $INFORM_MULTIRUN/slurm-
 export INFORM_OUTPUTS INFORM_MULTIRUN
 export TOKENIZERS_PARALLELISM=false
 
-# Pass preemption signal $1 to the run $2: to Python itself, or under torchrun to its workers
-# (the ranks, its children), as torchrun passes on no USR1/USR2 and would die of them.
+# Pass preemption signal $1 to the run $2: to Python itself, or to srun, which passes it to
+# node.sh on every node, which passes it to its torchrun's workers (the ranks).
 forward_signal() {
-  if [ "${INFORM_NPROC:-1}" -gt 1 ]; then pkill "-$1" -P "$2"; else kill "-$1" "$2"; fi 2>/dev/null
+  kill "-$1" "$2" 2>/dev/null
 }
 
 # After a preemption signal, until the run $1 exits: while it has not asked for its requeue,
@@ -54,7 +61,10 @@ watch_preempted_run() {
 # kill it (nor torchrun). Prints start/end times for the job's log.
 run_forwarding_signals() {
   echo "inform-job start $(date +%s.%N) job=${SLURM_JOB_ID:-} array=${SLURM_ARRAY_JOB_ID:-}_${SLURM_ARRAY_TASK_ID:-} restart=${SLURM_RESTART_COUNT:-0}"
-  export INFORM_REQUEUE_FILE="${TMPDIR:-/tmp}/inform-requeue-${SLURM_JOB_ID:-$$}"
+  # where rank 0 asks for the requeue: in the repository (slurm-logs/), which every node of the
+  # job sees, as rank 0 need not run on the node of this shell
+  mkdir -p "$INFORM_ROOT/slurm-logs"
+  export INFORM_REQUEUE_FILE="$INFORM_ROOT/slurm-logs/.requeue-${SLURM_JOB_ID:-$$}"
   rm -f "$INFORM_REQUEUE_FILE"
   ( trap '' USR1 USR2; exec "$@" ) &
   local child=$! status=0 watching=""

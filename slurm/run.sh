@@ -6,8 +6,9 @@
 # by default), never from a timestamp, so a
 # requeued job finds its own checkpoint. Defaults below; override them on the sbatch command
 # line or with SBATCH_* variables, the usual Slurm way. For a GPU add --gres=gpu:1; for N
-# GPUs of one node --gres=gpu:N and INFORM_NPROC=N with trainer.devices=N (torchrun starts
-# one process per GPU; a preemption signal reaches each, and all of them resume).
+# GPUs of one node --gres=gpu:N and INFORM_NPROC=N with trainer.devices=N (srun starts
+# slurm/node.sh, whose torchrun starts one process per GPU; a preemption signal reaches each,
+# and all of them resume); add --nodes=M for N on each of M nodes (not tried: one-node Slurm here).
 #SBATCH --job-name=inform
 #SBATCH --partition=debug
 #SBATCH --nodes=1

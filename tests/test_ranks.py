@@ -277,3 +277,20 @@ def test_a_nan_loss_on_one_rank_is_skipped_or_stops_on_every_rank(tmp_path, mode
     assert "train/loss is nan at step 5: stopped" in out and "another rank is non-finite at step 5: stopped" in out
     ckpt = torch.load(tmp_path / "run" / "rm" / "checkpoints" / "last_good.ckpt", weights_only=True)
     assert ckpt["global_step"] == 5 and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+@pytest.mark.parametrize("nodes, nproc, launch", [
+    ("1", "1", ["PY"]),
+    ("1", "4", ["srun", "--ntasks=1", "--ntasks-per-node=1", "--cpus-per-task=8", "--kill-on-bad-exit=1", "bash", "ROOT/slurm/node.sh"]),
+    ("3", "1", ["srun", "--ntasks=3", "--ntasks-per-node=1", "--cpus-per-task=8", "--kill-on-bad-exit=1", "--gpus-per-task=4", "bash",
+                "ROOT/slurm/node.sh"]),
+])
+def test_slurm_jobs_of_several_processes_or_nodes_start_one_node_sh_per_node_through_srun(nodes, nproc, launch):
+    """slurm/common.sh's LAUNCH: one process runs Python itself; several processes or several
+    nodes run srun, one task per node, each starting node.sh (its torchrun). The one-node srun
+    path runs for real in tests/test_slurm.py; several nodes are only composed here."""
+    env = {**os.environ, "SLURM_JOB_NUM_NODES": nodes, "INFORM_NPROC": nproc, "SLURM_CPUS_PER_TASK": "8", "INFORM_ROOT": str(ROOT),
+           "INFORM_PYTHON": sys.executable, "INFORM_SRUN_ARGS": "--gpus-per-task=4" if nodes == "3" else ""}
+    out = subprocess.run(["bash", "-c", 'source slurm/common.sh && printf "%s\\n" "${LAUNCH[@]}"'], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout.split("\n")[:-1]
+    assert out == [a.replace("PY", sys.executable).replace("ROOT", str(ROOT)) for a in launch]

@@ -193,9 +193,11 @@ def test_rm_preempted_mid_epoch_resumes_and_matches_an_uninterrupted_run(shared)
 
 
 def test_a_two_process_slurm_job_preempted_mid_epoch_resumes_on_both_ranks(shared, tmp_path):
-    """INFORM_NPROC=2: run.sh starts torchrun in the job, and the two ranks train one RM together
-    (2 x 16 pairs a step). USR1 to the batch shell mid-epoch reaches both ranks: they stop after
-    the same step, write the checkpoint, rank 0 requeues, and the requeued job resumes on both.
+    """INFORM_NPROC=2: run.sh starts srun, one task per node, and its slurm/node.sh starts torchrun
+    (c10d rendezvous on the job's first node, as for several nodes), and the two ranks train
+    one RM together (2 x 16 pairs a step). USR1 to the batch shell mid-epoch reaches both ranks
+    (shell -> srun -> node.sh -> workers): they stop after the same step, write the checkpoint,
+    rank 0 requeues, and the requeued job resumes on both.
     The RM equals the one that one uninterrupted process trains with 32 pairs a step."""
     root, env = shared
     rm = ["experiment=smoke", "stage=rm", "rm.data=human", "rm.init=base", "objective=bt", "rm.epochs=1", "data.preference.n=6000",
@@ -215,6 +217,7 @@ def test_a_two_process_slurm_job_preempted_mid_epoch_resumes_on_both_ranks(share
     info, log = job_info(job), (tmp_path / f"job-{job}.out").read_text()
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", (info, log[-6000:])
     assert log.count("preempt: rank 1 stops") == 1 and log.count(f"inform-job requeue {job}") == 1, log[-6000:]
+    assert log.count("inform-node ") == 2 and "(1 of 1): torchrun, 2 workers" in log  # each attempt through srun and node.sh
     assert "Traceback" not in log and log.count("status=0") == 2  # the requeue came after both ranks had exited
     assert log.count("resuming from") == 2  # both ranks, from the one checkpoint
     assert " - rm: built " in log and " - rm: rank 1 uses " in log
