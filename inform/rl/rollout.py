@@ -52,7 +52,7 @@ def sample(
     compiles, ~40 s at 1.4B); measured on an H100 at Pythia-1.4B, batch 64 and 256, 512 new
     tokens: 2.7x and 4.2x the dynamic cache's tokens/s, whose steps are bound by Python and
     kernel-launch overhead (DESIGN.md). On the CPU nothing is compiled: the same tokens as
-    the dynamic cache (tested), no faster. Not tried under DeepSpeed ZeRO-3."""
+    the dynamic cache (tested), no faster. Compiling it under ZeRO-3 on a GPU is untried."""
     if kv_cache not in ("dynamic", "static"):
         raise ValueError(f"kv_cache must be 'dynamic' or 'static' (got {kv_cache!r})")
     was_training = policy.training
