@@ -32,19 +32,29 @@ forward_signal() {
   kill "-$1" "$2" 2>/dev/null
 }
 
+# Stop the run $1 with TERM: Python itself; or srun's tasks (node.sh, torchrun) directly, with
+# scancel, which without --batch/--full signals the job's steps and not this shell: srun
+# answers a TERM of its own with SIGKILL to its tasks, and torchrun's workers, in sessions of
+# their own, would be left running.
+stop_run() {
+  if [ "${LAUNCH[0]}" = srun ]; then scancel --signal=TERM "$SLURM_JOB_ID"; else kill -TERM "$1"; fi 2>/dev/null
+}
+
 # After a preemption signal, until the run $1 exits: while it has not asked for its requeue,
 # send it the signal $2 again every 10 s (one that came while Python was still importing, or
 # before torchrun had started its workers, was ignored); once it has asked (its checkpoint is
 # saved), it has INFORM_REQUEUE_GRACE_S (60) seconds to exit before it is stopped with TERM,
-# so that a process stuck in its teardown does not turn a saved checkpoint into a time-out.
+# so that a process stuck in its teardown does not turn a saved checkpoint into a time-out
+# (under srun, node.sh stops its own torchrun after that time; this shell waits 30 s more).
 watch_preempted_run() {
-  local waited=0 asked=0
+  local waited=0 asked=0 grace=${INFORM_REQUEUE_GRACE_S:-60}
+  [ "${LAUNCH[0]}" = srun ] && grace=$((grace + 30))
   while sleep 1 && kill -0 "$1" 2>/dev/null; do
     if [ -s "$INFORM_REQUEUE_FILE" ]; then
       asked=$((asked + 1))
-      if [ "$asked" -ge "${INFORM_REQUEUE_GRACE_S:-60}" ]; then
+      if [ "$asked" -ge "$grace" ]; then
         echo "inform-job: the run did not exit ${asked}s after its checkpoint; stopping it"
-        kill -TERM "$1" 2>/dev/null; return
+        stop_run "$1"; return
       fi
     else
       waited=$((waited + 1))
@@ -58,13 +68,15 @@ watch_preempted_run() {
 # current step, writes the job id to $INFORM_REQUEUE_FILE and exits; then this shell
 # requeues the job, with no process of the run left for Slurm to kill). The run starts with
 # USR1/USR2 ignored, so one that comes before inform's handler is installed (run.py) does not
-# kill it (nor torchrun). Prints start/end times for the job's log.
+# kill it (srun sets its own handlers and forwards them; node.sh ignores them until its
+# traps are set, and its torchrun ignores them). Prints start/end times for the job's log.
 run_forwarding_signals() {
   echo "inform-job start $(date +%s.%N) job=${SLURM_JOB_ID:-} array=${SLURM_ARRAY_JOB_ID:-}_${SLURM_ARRAY_TASK_ID:-} restart=${SLURM_RESTART_COUNT:-0}"
   # where rank 0 asks for the requeue: in the repository (slurm-logs/), which every node of the
-  # job sees, as rank 0 need not run on the node of this shell
-  mkdir -p "$INFORM_ROOT/slurm-logs"
-  export INFORM_REQUEUE_FILE="$INFORM_ROOT/slurm-logs/.requeue-${SLURM_JOB_ID:-$$}"
+  # job sees, as rank 0 need not run on the node of this shell; or INFORM_REQUEUE_DIR
+  local dir=${INFORM_REQUEUE_DIR:-$INFORM_ROOT/slurm-logs}
+  mkdir -p "$dir"
+  export INFORM_REQUEUE_FILE="$dir/.requeue-${SLURM_JOB_ID:-$$}"
   rm -f "$INFORM_REQUEUE_FILE"
   ( trap '' USR1 USR2; exec "$@" ) &
   local child=$! status=0 watching=""
@@ -74,7 +86,7 @@ run_forwarding_signals() {
   }
   trap 'on_preempt_signal USR1' USR1
   trap 'on_preempt_signal USR2' USR2
-  trap 'kill -TERM "$child" 2>/dev/null' TERM  # torchrun stops its workers on TERM itself
+  trap 'stop_run "$child"' TERM
   while true; do
     wait "$child"; status=$?
     # a trapped signal interrupts `wait` (status > 128) while the child still runs: wait again
@@ -84,6 +96,15 @@ run_forwarding_signals() {
   trap '' USR1 USR2  # a second signal now must not stop this shell before it requeues
   trap - TERM
   echo "inform-job end $(date +%s.%N) status=$status"
+  if [ -n "$watching" ] && [ ! -s "$INFORM_REQUEUE_FILE" ]; then
+    # preempted, and rank 0 (maybe on another node) has not asked yet as far as this node
+    # sees: a network file system can be late to show the file; look again for 10 s
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      ls "$(dirname "$INFORM_REQUEUE_FILE")" >/dev/null 2>&1
+      [ -s "$INFORM_REQUEUE_FILE" ] && break
+      sleep 1
+    done
+  fi
   if [ -s "$INFORM_REQUEUE_FILE" ]; then
     local job; job=$(cat "$INFORM_REQUEUE_FILE"); rm -f "$INFORM_REQUEUE_FILE"
     echo "inform-job requeue $job"

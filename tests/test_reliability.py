@@ -245,7 +245,7 @@ def test_the_batch_script_stops_a_run_stuck_after_its_checkpoint_and_still_reque
              ".write('4242')); time.sleep(1000)")
     script = f'source slurm/common.sh; run_forwarding_signals {shlex.quote(sys.executable)} -c {shlex.quote(stuck)}'
     proc = subprocess.Popen(["bash", "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "INFORM_ROOT": str(ROOT), "INFORM_REQUEUE_GRACE_S": "2", "TMPDIR": str(tmp_path)})
+                            env={**os.environ, "INFORM_ROOT": str(ROOT), "INFORM_REQUEUE_GRACE_S": "2", "INFORM_REQUEUE_DIR": str(tmp_path)})
     time.sleep(1)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGUSR1)
@@ -265,7 +265,7 @@ def test_a_signal_while_python_still_imports_neither_kills_the_run_nor_is_lost(t
            f"hydra.run.dir={tmp_path}/run"]
     script = f'source slurm/common.sh; run_forwarding_signals {" ".join(run)}'
     proc = subprocess.Popen(["bash", "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "INFORM_ROOT": str(ROOT), "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "INFORM_ROOT": str(ROOT), "INFORM_REQUEUE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"})
     time.sleep(0.5)
     proc.send_signal(signal.SIGUSR1)
     out = proc.communicate(timeout=300)[0]

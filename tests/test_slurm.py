@@ -228,3 +228,36 @@ def test_a_two_process_slurm_job_preempted_mid_epoch_resumes_on_both_ranks(share
     assert len(list((tmp_path / f"slurm-{job}" / "rm" / "csv").glob("part*"))) == 2
     steps = [s for s, _ in series(rows, "train/loss")]  # rank 0's own half-batch loss: steps, not values, compare
     assert steps == [s for s, _ in series(read_csv_metrics(tmp_path / "one-run" / "rm" / "csv"), "train/loss")]  # none twice or lost
+
+
+def test_a_multi_process_job_stuck_after_its_checkpoint_is_stopped_by_node_sh_with_no_worker_left(tmp_path):
+    """The srun path (INFORM_NPROC=2): USR1 reaches both workers through srun and node.sh; each
+    asks for the requeue and then hangs. node.sh stops its torchrun after INFORM_REQUEUE_GRACE_S
+    (torchrun stops its workers; srun would have SIGKILLed node.sh and torchrun and left the
+    workers, in sessions of their own, running), and the batch shell still asks for the
+    requeue (of a job id that does not exist here, so that it fails and the job ends)."""
+    marker = f"inform-stuck-{os.getpid()}-{time.monotonic_ns()}"
+    stuck = tmp_path / f"{marker}.py"
+    stuck.write_text("import os, signal, time\n"
+                     "signal.signal(signal.SIGUSR1, lambda *a: open(os.environ['INFORM_REQUEUE_FILE'], 'w').write('4242'))\n"
+                     "print('worker', os.environ['RANK'], 'ready', flush=True)\n"
+                     "time.sleep(1000)\n")
+    batch = tmp_path / "job.sh"
+    batch.write_text(f"#!/bin/bash\nsource slurm/common.sh\nrun_forwarding_signals \"${{LAUNCH[@]}}\" {stuck}\n")
+    log = tmp_path / "job.out"
+    job = sh("sbatch", "--parsable", "--cpus-per-task=2", f"--output={log}", str(batch),
+             env={"INFORM_NPROC": "2", "INFORM_REQUEUE_GRACE_S": "2", "INFORM_REQUEUE_DIR": str(tmp_path),
+                  "INFORM_ROOT": str(ROOT)}).strip()
+    deadline = time.time() + 120
+    while not (log.is_file() and log.read_text().count("ready") == 2):
+        assert time.time() < deadline, log.read_text() if log.is_file() else "no log"
+        time.sleep(0.5)
+    sh("scancel", "--signal=USR1", "--batch", job)
+    wait_jobs([job], 120)
+    out = log.read_text()
+    assert "inform-node: the run did not exit 2s after its checkpoint; stopping it" in out, out
+    assert "inform-job: the run did not exit" not in out  # node.sh did it, long before the shell's own grace
+    assert "inform-job requeue 4242" in out and "scontrol requeue 4242 failed" in out, out
+    assert job_info(job).get("Restarts", "0") == "0" and not list(tmp_path.glob(".requeue-*"))
+    time.sleep(1)
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1  # no worker left running
