@@ -59,11 +59,20 @@ def test_rollouts_with_a_static_kv_cache_are_the_dynamic_caches_tokens(compose):
     prompts = encode_prompts(tok, ["Copy: apple moon kite =", "Copy: owl =", "Copy: a b c d e f ="], 16)
     batch = PromptCollator(tok.pad_token_id)(list(enumerate(prompts)))
     assert batch["attention_mask"][:, 0].tolist().count(0) == 2  # two prompts are left-padded
-    rollouts = {}
+    rollouts, caches = {}, {}
+    forward = policy.forward
+
+    def recording_forward(*args, **kwargs):  # the cache object generate hands the model, per kv_cache
+        caches.setdefault(kv_cache, set()).add(type(kwargs.get("cache", kwargs.get("past_key_values"))).__name__)
+        return forward(*args, **kwargs)
+
+    policy.forward = recording_forward
     for kv_cache in ("dynamic", "static"):
         torch.manual_seed(3)
         rollouts[kv_cache] = sample(policy, batch["input_ids"], batch["attention_mask"], max_new_tokens=12, temperature=0.8,
                                     top_p=0.9, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, kv_cache=kv_cache)
+    policy.forward = forward
+    assert caches == {"dynamic": {"DynamicCache"}, "static": {"StaticCache"}}
     dynamic, static = rollouts["dynamic"], rollouts["static"]
     assert dynamic.sequences.shape == (3, batch["input_ids"].shape[1] + 12) and policy.training  # mode restored
     assert torch.equal(dynamic.sequences, static.sequences) and torch.equal(dynamic.response_mask, static.response_mask)

@@ -135,6 +135,12 @@ def test_the_run_folders_time_is_torchruns_start_in_every_rank_and_now_elsewhere
         return subprocess.run([sys.executable, "-c", code], env={**base, "PYTHONPATH": str(ROOT), **env}, capture_output=True,
                               text=True, check=True).stdout.strip()
 
+    before = time.time()
+    child = subprocess.Popen(["sleep", "5"])
+    try:  # the /proc field read is the start time: within /proc/stat's whole-second boot time
+        assert abs(process_start_time(child.pid) - before) < 1.5
+    finally:
+        child.kill()
     agent = datetime.fromtimestamp(process_start_time(os.getpid())).strftime("%Y-%m-%d/%H-%M-%S.%f")
     assert started_child(TORCHELASTIC_RUN_ID="r") == started_child(TORCHELASTIC_RUN_ID="r") == agent
     alone = [started_child(), started_child()]

@@ -10,7 +10,7 @@
 #   bash experiments/methods/run.sh            # here, one run after another (~35 min on 2 cores)
 #   SIZES=tiny NOISE=0.25 SEEDS=0,1,2 OUT=experiments/methods/runs/seeds RESULTS=experiments/methods/seeds \
 #     EXTRA="paths.artifacts=experiments/methods/runs/seeds-cache" bash experiments/methods/run.sh
-#       # one cell, 3 seeds (~35 min); its own cache, so that no PPO point is reused without a W&B run here
+#       # one cell, 3 seeds (~20 min); its own cache, so that no PPO point is reused without a W&B run here
 # Then (run.sh does it when local):  python experiments/methods/analyze.py experiments/methods/runs
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -26,7 +26,7 @@ def run_start(pattern: str) -> str:
 def launch_time() -> float:
     """Seconds since the epoch; cached, so the day and the time of one folder name agree."""
     parent = os.getppid()
-    if "TORCHELASTIC_RUN_ID" in os.environ and parent > 1:
+    if "TORCHELASTIC_RUN_ID" in os.environ and parent > 0:  # pid 1 too: torchrun as a container's entry point
         started = process_start_time(parent)
         if started is not None:
             return started

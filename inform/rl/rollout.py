@@ -48,11 +48,12 @@ def sample(
     """Sample one response per prompt with the KV cache (the policy in eval mode, no gradients).
 
     kv_cache "dynamic": transformers' default cache, grown each step. "static": a cache of
-    fixed size, which on a GPU lets transformers compile the decoding step (the first call
-    compiles, ~40 s at 1.4B); measured on an H100 at Pythia-1.4B, batch 64 and 256, 512 new
-    tokens: 2.7x and 4.2x the dynamic cache's tokens/s, whose steps are bound by Python and
-    kernel-launch overhead (DESIGN.md). On the CPU nothing is compiled: the same tokens as
-    the dynamic cache (tested), no faster. Compiling it under ZeRO-3 on a GPU is untried."""
+    fixed size, which on a GPU lets transformers compile the decoding step (~40 s at 1.4B on
+    the first call; a new batch size or length may compile again). With transformers alone
+    on an H100 at Pythia-1.4B, 512 new tokens, it gave 2.7x (batch 64) and 4.2x (batch 256)
+    the dynamic cache's tokens/s, whose steps are bound by Python and kernel-launch overhead
+    (benchmarks/RESULTS.md; not yet measured in inform's PPO). On the CPU nothing is
+    compiled, and it samples the same tokens as the dynamic cache (tested)."""
     if kv_cache not in ("dynamic", "static"):
         raise ValueError(f"kv_cache must be 'dynamic' or 'static' (got {kv_cache!r})")
     was_training = policy.training
