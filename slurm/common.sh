@@ -26,63 +26,62 @@ INFORM_MULTIRUN=${INFORM_MULTIRUN:-multirun}   # arrays: $INFORM_MULTIRUN/slurm-
 export INFORM_OUTPUTS INFORM_MULTIRUN
 export TOKENIZERS_PARALLELISM=false
 
-# Pass preemption signal $1 to the run $2: to Python itself, or to srun, which passes it to
-# node.sh on every node, which passes it to its torchrun's workers (the ranks).
+# How this shell reaches the run (node.sh redefines all four for its torchrun):
+# forward_signal SIG PID passes a preemption signal on: to Python itself, or to srun, which
+# passes it to node.sh on every node, which passes it to its torchrun's workers (the ranks).
 forward_signal() {
   kill "-$1" "$2" 2>/dev/null
 }
 
-# Stop the run $1 with TERM: Python itself; or srun's tasks (node.sh, torchrun) directly, with
-# scancel, which without --batch/--full signals the job's steps and not this shell: srun
-# answers a TERM of its own with SIGKILL to its tasks, and torchrun's workers, in sessions of
-# their own, would be left running.
+# stop_run PID stops the run with TERM: Python itself; or srun's tasks (node.sh, torchrun)
+# directly, with scancel, which without --batch/--full signals the job's steps and not this
+# shell: srun answers a TERM of its own with SIGKILL to its tasks, and torchrun's workers, in
+# sessions of their own, would be left running.
 stop_run() {
   if [ "${LAUNCH[0]}" = srun ]; then scancel --signal=TERM "$SLURM_JOB_ID"; else kill -TERM "$1"; fi 2>/dev/null
 }
 
+# REQUEUE_GRACE_S: seconds a run that has asked for its requeue has to exit before stop_run
+# (under srun, node.sh stops its own torchrun after INFORM_REQUEUE_GRACE_S; this shell waits
+# 30 s more). RESEND_S: how often the signal is sent again until the run has asked (0: never).
+LOG_TAG=inform-job
+REQUEUE_GRACE_S=${INFORM_REQUEUE_GRACE_S:-60}
+[ "${LAUNCH[0]}" = srun ] && REQUEUE_GRACE_S=$((REQUEUE_GRACE_S + 30))
+RESEND_S=10
+
 # After a preemption signal, until the run $1 exits: while it has not asked for its requeue,
-# send it the signal $2 again every 10 s (one that came while Python was still importing, or
-# before torchrun had started its workers, was ignored); once it has asked (its checkpoint is
-# saved), it has INFORM_REQUEUE_GRACE_S (60) seconds to exit before it is stopped with TERM,
-# so that a process stuck in its teardown does not turn a saved checkpoint into a time-out
-# (under srun, node.sh stops its own torchrun after that time; this shell waits 30 s more).
+# send it the signal $2 again every RESEND_S seconds (one that came while Python was still
+# importing, or before torchrun had started its workers, was ignored); once it has asked (its
+# checkpoint is saved), it has REQUEUE_GRACE_S seconds to exit before stop_run, so that a
+# process stuck in its teardown does not turn a saved checkpoint into a time-out.
 watch_preempted_run() {
-  local waited=0 asked=0 grace=${INFORM_REQUEUE_GRACE_S:-60}
-  [ "${LAUNCH[0]}" = srun ] && grace=$((grace + 30))
+  local waited=0 asked=0
   while sleep 1 && kill -0 "$1" 2>/dev/null; do
-    if [ -s "$INFORM_REQUEUE_FILE" ]; then
+    if [ -s "${INFORM_REQUEUE_FILE:-}" ]; then
       asked=$((asked + 1))
-      if [ "$asked" -ge "$grace" ]; then
-        echo "inform-job: the run did not exit ${asked}s after its checkpoint; stopping it"
+      if [ "$asked" -ge "$REQUEUE_GRACE_S" ]; then
+        echo "$LOG_TAG: the run did not exit ${asked}s after its checkpoint; stopping it"
         stop_run "$1"; return
       fi
     else
       waited=$((waited + 1))
-      [ $((waited % 10)) -eq 0 ] && forward_signal "$2" "$1"
+      [ "$RESEND_S" -gt 0 ] && [ $((waited % RESEND_S)) -eq 0 ] && forward_signal "$2" "$1"
     fi
   done
 }
 
-# Run a command with the preemption signals forwarded to it: `#SBATCH --signal=B:USR1@N`
-# reaches only this batch shell, which passes it on (inform checkpoints at the end of the
-# current step, writes the job id to $INFORM_REQUEUE_FILE and exits; then this shell
-# requeues the job, with no process of the run left for Slurm to kill). The run starts with
-# USR1/USR2 ignored, so one that comes before inform's handler is installed (run.py) does not
-# kill it (srun sets its own handlers and forwards them; node.sh ignores them until its
-# traps are set, and its torchrun ignores them). Prints start/end times for the job's log.
-run_forwarding_signals() {
-  echo "inform-job start $(date +%s.%N) job=${SLURM_JOB_ID:-} array=${SLURM_ARRAY_JOB_ID:-}_${SLURM_ARRAY_TASK_ID:-} restart=${SLURM_RESTART_COUNT:-0}"
-  # where rank 0 asks for the requeue: in the repository (slurm-logs/), which every node of the
-  # job sees, as rank 0 need not run on the node of this shell; or INFORM_REQUEUE_DIR
-  local dir=${INFORM_REQUEUE_DIR:-$INFORM_ROOT/slurm-logs}
-  mkdir -p "$dir"
-  export INFORM_REQUEUE_FILE="$dir/.requeue-${SLURM_JOB_ID:-$$}"
-  rm -f "$INFORM_REQUEUE_FILE"
+# Run a command with USR1/USR2 ignored (so one that comes before inform's handler is installed
+# in run.py does not kill it; srun sets its own handlers and forwards them, torchrun keeps
+# them ignored) and pass the signals on: forward_signal, and the first one also starts
+# watch_preempted_run; TERM: stop_run. Returns the command's status; PREEMPTED is 1 when a
+# signal came.
+run_passing_signals() {
   ( trap '' USR1 USR2; exec "$@" ) &
-  local child=$! status=0 watching=""
-  on_preempt_signal() {  # pass it on; the first one also starts the watch
+  local child=$! status=0
+  PREEMPTED=""
+  on_preempt_signal() {
     forward_signal "$1" "$child"
-    [ -n "$watching" ] || { watch_preempted_run "$child" "$1" & watching=1; }
+    [ -n "$PREEMPTED" ] || { watch_preempted_run "$child" "$1" & PREEMPTED=1; }
   }
   trap 'on_preempt_signal USR1' USR1
   trap 'on_preempt_signal USR2' USR2
@@ -93,10 +92,28 @@ run_forwarding_signals() {
     if [ "$status" -gt 128 ] && kill -0 "$child" 2>/dev/null; then continue; fi
     break
   done
-  trap '' USR1 USR2  # a second signal now must not stop this shell before it requeues
+  trap '' USR1 USR2  # a second signal now must not stop the caller (the batch shell requeues next)
   trap - TERM
+  return "$status"
+}
+
+# Run a command with the preemption signals forwarded to it: `#SBATCH --signal=B:USR1@N`
+# reaches only this batch shell, which passes it on (inform checkpoints at the end of the
+# current step, writes the job id to $INFORM_REQUEUE_FILE and exits; then this shell
+# requeues the job, with no process of the run left for Slurm to kill). Prints start/end
+# times for the job's log.
+run_forwarding_signals() {
+  echo "inform-job start $(date +%s.%N) job=${SLURM_JOB_ID:-} array=${SLURM_ARRAY_JOB_ID:-}_${SLURM_ARRAY_TASK_ID:-} restart=${SLURM_RESTART_COUNT:-0}"
+  # where rank 0 asks for the requeue: in the repository (slurm-logs/), which every node of the
+  # job sees, as rank 0 need not run on the node of this shell; or INFORM_REQUEUE_DIR
+  local dir=${INFORM_REQUEUE_DIR:-$INFORM_ROOT/slurm-logs}
+  mkdir -p "$dir"
+  export INFORM_REQUEUE_FILE="$dir/.requeue-${SLURM_JOB_ID:-$$}"
+  rm -f "$INFORM_REQUEUE_FILE"
+  local status=0
+  run_passing_signals "$@" || status=$?
   echo "inform-job end $(date +%s.%N) status=$status"
-  if [ -n "$watching" ] && [ ! -s "$INFORM_REQUEUE_FILE" ]; then
+  if [ -n "$PREEMPTED" ] && [ ! -s "$INFORM_REQUEUE_FILE" ]; then
     # preempted, and rank 0 (maybe on another node) has not asked yet as far as this node
     # sees: a network file system can be late to show the file; look again for 10 s
     for _ in 1 2 3 4 5 6 7 8 9 10; do

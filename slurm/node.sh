@@ -17,33 +17,15 @@ addr=$(scontrol show node "$head" -o 2>/dev/null | grep -o 'NodeAddr=[^ ]*' | cu
 head=${addr:-$head}  # the address Slurm reaches the node at (its name need not resolve)
 port=${INFORM_RDZV_PORT:-$((15000 + SLURM_JOB_ID % 15000))}  # by job id, so jobs sharing a node differ; below the ephemeral ports
 echo "inform-node $(hostname) ($((SLURM_NODEID + 1)) of $SLURM_JOB_NUM_NODES): torchrun, ${INFORM_NPROC:-1} workers, rendezvous $head:$port"
-"$PY" -m torch.distributed.run --nnodes="$SLURM_JOB_NUM_NODES" --nproc_per_node="${INFORM_NPROC:-1}" \
+# How common.sh's run_passing_signals reaches the run here: a signal goes to torchrun's
+# children (the ranks); TERM to torchrun, which stops its workers, INFORM_REQUEUE_GRACE_S
+# after the run has asked for its requeue (the batch shell waits 30 s more); the signal is
+# not sent again from here (the batch shell sends it again through srun).
+forward_signal() { pkill "-$1" -P "$2"; }
+stop_run() { kill -TERM "$1" 2>/dev/null; }
+LOG_TAG=inform-node
+REQUEUE_GRACE_S=${INFORM_REQUEUE_GRACE_S:-60}
+RESEND_S=0
+run_passing_signals "$PY" -m torch.distributed.run --nnodes="$SLURM_JOB_NUM_NODES" --nproc_per_node="${INFORM_NPROC:-1}" \
   --rdzv_backend=c10d --rdzv_endpoint="$head:$port" --rdzv_id="$SLURM_JOB_ID" \
-  --rdzv_conf="is_host=$([ "$SLURM_NODEID" = 0 ] && echo true || echo false)" "$@" &
-torchrun=$!
-
-# Once the run has asked for its requeue (its checkpoint is saved), torchrun has
-# INFORM_REQUEUE_GRACE_S (60) seconds to exit before it is stopped with TERM.
-stop_after_grace() {
-  local asked=0
-  while sleep 1 && kill -0 "$torchrun" 2>/dev/null; do
-    [ -s "${INFORM_REQUEUE_FILE:-}" ] && asked=$((asked + 1))
-    if [ "$asked" -ge "${INFORM_REQUEUE_GRACE_S:-60}" ]; then
-      echo "inform-node: the run did not exit ${asked}s after its checkpoint; stopping it"
-      kill -TERM "$torchrun" 2>/dev/null; return
-    fi
-  done
-}
-watching=""
-on_preempt_signal() {
-  pkill "-$1" -P "$torchrun"
-  [ -n "$watching" ] || { stop_after_grace & watching=1; }
-}
-trap 'on_preempt_signal USR1' USR1
-trap 'on_preempt_signal USR2' USR2
-trap 'kill -TERM "$torchrun" 2>/dev/null' TERM
-while true; do
-  wait "$torchrun"; status=$?
-  if [ "$status" -gt 128 ] && kill -0 "$torchrun" 2>/dev/null; then continue; fi  # a trapped signal interrupted `wait`
-  exit "$status"
-done
+  --rdzv_conf="is_host=$([ "$SLURM_NODEID" = 0 ] && echo true || echo false)" "$@"
