@@ -2,7 +2,8 @@
 
 How a preempted or time-limited job keeps its work:
 1. The signal. The sbatch scripts ask for `--signal=B:USR1@<s>` (the batch shell traps it
-   and forwards it to Python; under torchrun to each rank, as torchrun passes on no USR1);
+   and forwards it to Python; with several processes, through srun and slurm/node.sh, to
+   each rank, as torchrun passes on no USR1);
    Hydra's submitit launcher sends USR2 (`signal_delay_s`). A user or admin can send it by
    hand: `scancel --signal=USR1 --batch <job>`.
 2. The handler (installed when the run starts, `run.py`) only records the request (no work
