@@ -3,13 +3,14 @@
 # wheels that the GPU machine's image lacks, for its Python (3.12, x86-64 manylinux). The GPU
 # machine reaches no registry; benchmarks/gpu/run.sh installs these there with --no-index.
 #
-#   bash benchmarks/gpu/fetch_wheels.sh                       # what the GPU benchmarks need (~6 MB)
+#   bash benchmarks/gpu/fetch_wheels.sh                       # what the GPU benchmarks need (~20 MB)
 #   bash benchmarks/gpu/fetch_wheels.sh --full                # + wandb, hdbscan, submitit: the whole pipeline
 #   bash benchmarks/gpu/fetch_wheels.sh --python-version 3.11 --platform manylinux_2_35_x86_64
 #
 # The image has torch 2.11 (cu130), transformers, lightning, numpy, pyarrow, pandas, scipy,
 # scikit-learn, tokenizers, ninja and a compiler (/work/.library/device/KINDS.md); it lacks
-# DeepSpeed and its pydantic/hjson, datasets (+ dill, multiprocess), omegaconf/hydra.
+# DeepSpeed and its pydantic/hjson, datasets (+ dill, multiprocess), omegaconf/hydra, and its
+# transformers (5.17) is older than the one the tests run (5.24).
 # Versions are the set this project's .venv runs (known to work together). Each is fetched
 # with --no-deps: a full resolve would pull torch and pyarrow again.
 # DeepSpeed is on PyPI as a source archive only (and `pip download --only-binary=:all:
@@ -48,7 +49,8 @@ PKGS=(
   typing-extensions==4.16.0                      # DeepSpeed's config (pydantic 2.14 wants typing-extensions >= 4.16)
   datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19  # imported by inform.data
   omegaconf==2.3.1 hydra-core==1.3.8             # the presets and the pipeline's config
-)
+  transformers==5.24.0 regex==2026.11.19         # the image has 5.17: the GPU runs the version the tests run
+)                                                # (5.24 checks regex >= 2025.10.22 at import)
 if [ "$FULL" = 1 ]; then
   PKGS+=(
     wandb==0.31.0 cwevals==0.0.1b1 distro==1.9.0 sniffio==1.3.1 platformdirs==4.14.8 googleapis-common-protos==1.76.0
