@@ -48,6 +48,20 @@ def test_ppo_policy_and_critic_train_under_zero2_and_zero3_as_under_the_plain_tr
         assert off < 0.05 * step, (model, off.item(), step.item())
 
 
+def test_zero3_reaches_the_tensors_in_a_reward_models_output():
+    """ZeRO-3 wraps each tensor of a module's output to hook its backward; it finds them only
+    in tuples, lists and dicts. RewardOutput was a dataclass, and the H200 run warned
+    ("unknown inputs or outputs type") and left the reward head's outputs unhooked."""
+    from deepspeed.runtime.zero.utils import apply_to_tensors_only
+
+    from inform.models.reward_model import RewardOutput
+
+    out = RewardOutput(reward=torch.ones(2), hidden=torch.ones(2, 3), mu=torch.ones(2, 4))
+    touched = apply_to_tensors_only(lambda t: t * 2, out)
+    assert isinstance(touched, RewardOutput) and touched.logvar is None
+    assert touched.reward.tolist() == [2.0, 2.0] and touched.hidden.sum().item() == 12.0 and touched.mu.sum().item() == 16.0
+
+
 @pytest.fixture(scope="module")
 def zero3_pipeline(tmp_path_factory):
     """The smoke pipeline (SFT, gold RM, labels, IB proxy RM, PPO) under ZeRO-3."""

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -28,8 +28,11 @@ META_FILE = "reward_model.json"
 HEAD_FILE = "head.safetensors"
 
 
-@dataclass
-class RewardOutput:
+class RewardOutput(NamedTuple):
+    """A NamedTuple, not a dataclass: DeepSpeed ZeRO-3 finds the tensors of a module's output
+    only in tuples, lists and dicts, and hooks its backward through them (with a dataclass it
+    warned "unknown inputs or outputs type" on the GPU run and skipped the hooks)."""
+
     reward: torch.Tensor  # (B,)
     hidden: torch.Tensor  # (B, H) backbone state at the last real token
     mu: torch.Tensor | None = None  # (B, D) IB posterior mean
