@@ -1,4 +1,6 @@
 """Model presets, the tiny offline model and tokenizer, and reward-model heads."""
+import warnings
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -165,7 +167,9 @@ def test_gradient_checkpointing_recomputes_each_layer_in_backward_and_keeps_the_
     grads, calls = {}, {}
     for name, (wrap, loss) in losses.items():
         for ckpt in (False, True):
-            lm = build_causal_lm(OmegaConf.merge(cfg.policy, {"gradient_checkpointing": ckpt}), tok, seed=0).train()
+            with warnings.catch_warnings():  # the current transformers API, not its deprecated alias
+                warnings.simplefilter("error", FutureWarning)
+                lm = build_causal_lm(OmegaConf.merge(cfg.policy, {"gradient_checkpointing": ckpt}), tok, seed=0).train()
             torch.manual_seed(1)  # the head's init
             model = wrap(lm)
             n = []
