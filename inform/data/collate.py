@@ -39,9 +39,9 @@ def encode_responses(tokenizer, responses: Sequence[str], max_tokens: int) -> li
     return [(x + [tokenizer.eos_token_id])[:max_tokens] for x in ids]
 
 
-def pad(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, attention_mask), both (B, T_max), padded on `side`."""
-    width = max(len(s) for s in seqs)
+def pad(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right", width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention_mask), both (B, T), padded on `side`; T = the longest row, or `width` if that is more."""
+    width = max(max(len(s) for s in seqs), width or 0)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
@@ -91,13 +91,15 @@ class PreferenceCollator:
 
 
 class PromptCollator:
-    """Rows of (index, prompt_ids) -> index (B,), input_ids, attention_mask (B, P) left-padded."""
+    """Rows of (index, prompt_ids) -> index (B,), input_ids, attention_mask (B, P) left-padded
+    to the batch's longest prompt, or to `width` (one P for every batch: what a static KV
+    cache needs to compile its decoding step once, `rl.rollout.sample`)."""
 
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
+    def __init__(self, pad_id: int, width: int | None = None):
+        self.pad_id, self.width = pad_id, width
 
     def __call__(self, rows: list[tuple[int, list[int]]]) -> dict[str, torch.Tensor]:
-        ids, mask = pad([p for _, p in rows], self.pad_id, side="left")
+        ids, mask = pad([p for _, p in rows], self.pad_id, side="left", width=self.width)
         return {"index": torch.tensor([i for i, _ in rows]), "input_ids": ids, "attention_mask": mask}
 
 
@@ -105,13 +107,14 @@ class PromptBatches(torch.utils.data.Dataset):
     """Item i = the prompt batch of PPO iteration i: a seeded permutation per pass over the prompts.
 
     Indexable by iteration, so a resumed run picks up exactly the batches it has not seen.
+    `fixed_width`: every batch is padded to the longest of all the prompts (ppo.kv_cache=static).
     """
 
-    def __init__(self, prompts: list[list[int]], batch_size: int, steps: int, seed: int, pad_id: int):
+    def __init__(self, prompts: list[list[int]], batch_size: int, steps: int, seed: int, pad_id: int, fixed_width: bool = False):
         if len(prompts) < batch_size:
             raise ValueError(f"ppo.batch_size {batch_size} is larger than the {len(prompts)} PPO prompts")
         self.prompts, self.batch_size, self.steps, self.seed = prompts, batch_size, steps, seed
-        self.collate = PromptCollator(pad_id)
+        self.collate = PromptCollator(pad_id, max(map(len, prompts)) if fixed_width else None)
 
     def __len__(self) -> int:
         return self.steps

@@ -104,7 +104,8 @@ def rl_parts(cfg: DictConfig, sft: Path, rm: list[Path], gold: Path, labels: Pat
         )
     # several processes: each runs ppo.steps iterations on batches of its own (ResumableSampler splits them)
     steps = cfg.ppo.steps * ranks.world_size()
-    batches = PromptBatches(common.prompt_ids(cfg, tok, prompts, "prompts"), prompts_per_step, steps, cfg.seed, tok.pad_token_id)
+    batches = PromptBatches(common.prompt_ids(cfg, tok, prompts, "prompts"), prompts_per_step, steps, cfg.seed, tok.pad_token_id,
+                            fixed_width=cfg.ppo.kv_cache == "static")
     return RLParts(tok, policy, ref, proxy, evaluator, batches)
 
 

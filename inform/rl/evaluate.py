@@ -43,7 +43,8 @@ class Evaluator:
         self.prompts, self.prompt_texts, self.tokenizer, self.gold = prompts, prompt_texts, tokenizer, gold
         self.max_new_tokens, self.temperature, self.top_p, self.batch_size = max_new_tokens, temperature, top_p, batch_size
         self.true_reward, self.missing_eos_penalty, self.kv_cache = true_reward, missing_eos_penalty, kv_cache
-        self.collate = PromptCollator(tokenizer.pad_token_id)
+        # a static cache compiles its decoding step per shape: every eval batch gets the longest prompt's width
+        self.collate = PromptCollator(tokenizer.pad_token_id, max(map(len, prompts), default=0) if kv_cache == "static" else None)
 
     @torch.no_grad()
     def run(

@@ -48,12 +48,14 @@ def sample(
     """Sample one response per prompt with the KV cache (the policy in eval mode, no gradients).
 
     kv_cache "dynamic": transformers' default cache, grown each step. "static": a cache of
-    fixed size, which on a GPU lets transformers compile the decoding step (~40 s at 1.4B on
-    the first call; a new batch size or length may compile again). With transformers alone
-    on an H100 at Pythia-1.4B, 512 new tokens, it gave 2.7x (batch 64) and 4.2x (batch 256)
-    the dynamic cache's tokens/s, whose steps are bound by Python and kernel-launch overhead
-    (benchmarks/RESULTS.md; not yet measured in inform's PPO). On the CPU nothing is
-    compiled, and it samples the same tokens as the dynamic cache (tested)."""
+    fixed size, (B, heads, P + max_new_tokens, head_dim), which on a GPU lets transformers
+    compile the decoding step, once per shape (B, P): ~20 s at 1.4B. The callers pad every
+    batch to one width P (the longest prompt of their data: `PromptCollator(width=...)`), and
+    the prompt columns that are padding in every row are dropped again here, so the rollout is
+    what the dynamic cache gives. In inform's PPO on an H200 at Pythia-1.4B (64 prompts x 128
+    new tokens) it made 7.3k generated tokens/s against the dynamic cache's 3.1k, steps that
+    are bound by Python and kernel-launch overhead (benchmarks/RESULTS.md). On the CPU
+    nothing is compiled, and it samples the same tokens as the dynamic cache (tested)."""
     if kv_cache not in ("dynamic", "static"):
         raise ValueError(f"kv_cache must be 'dynamic' or 'static' (got {kv_cache!r})")
     was_training = policy.training
@@ -66,6 +68,9 @@ def sample(
     policy.train(was_training)
     p = prompt_ids.shape[1]
     responses = out[:, p:]
+    if kv_cache == "static":  # drop the columns padded for the cache's fixed shape: (b, P) -> (b, P')
+        lead = int((prompt_mask.sum(0) == 0).cumprod(0).sum())  # leading columns with no real token
+        prompt_ids, prompt_mask, p = prompt_ids[:, lead:], prompt_mask[:, lead:], p - lead
     mask, has_eos = response_mask_from(responses, eos_id)
     responses = torch.where(mask.bool(), responses, torch.full_like(responses, pad_id))
     sequences = torch.cat([prompt_ids, responses], dim=1)
