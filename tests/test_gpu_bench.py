@@ -59,9 +59,9 @@ def test_zero3_steps(tiny_run):
     _, results = tiny_run
     r = results["zero3"]
     assert r["zero_stage"] == 3 and not r["offload_optimizer"] and r["optimizer"] == "torch"
-    assert len(r["step_times_s"]) == 3 and all(t > 0 for t in r["step_times_s"])
+    assert len(r["step_times_s"]) == 8 and all(t > 0 for t in r["step_times_s"])  # run.sh's --steps 8
     assert r["tokens_per_s"] > 0 and r["host_peak_rss_gib"] > 0 and r["build_s"] > 0
-    assert len(r["losses"]) == 3 and all(0 < loss < 10 for loss in r["losses"])  # BT loss of a random RM ~ log 2
+    assert len(r["losses"]) == 8 and all(0 <= loss < 10 for loss in r["losses"])  # BT loss of a random RM ~ log 2
 
 
 def test_summary_lists_every_step(tiny_run):

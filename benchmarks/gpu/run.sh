@@ -14,7 +14,7 @@
 #   ppo              gpu_ppo: one PPO iteration (2 run, the 2nd is steady state): 1.4B policy +
 #                    1.4B critic (fp32, bf16-mixed, gradient checkpointing), 1.4B reference and
 #                    410M RM in bf16; 64 prompts x (128 + 128 new tokens), 4 epochs x 2 minibatches
-#   zero3            gpu_zero3: pythia-6.9b RM, 4 pairs x 512, ZeRO-3, bf16-mixed, gradient
+#   zero3            gpu_zero3: pythia-6.9b RM, 8 pairs x 512 (4 with offload), ZeRO-3, bf16-mixed, gradient
 #                    checkpointing. GPU >= 120 GiB (H200): no offload (fp32 master weights, fused
 #                    torch AdamW). Else (H100): optimizer offloaded to the CPU with bf16 master
 #                    weights and Adam moments (DeepSpeedCPUAdam, JIT-built here): fp32 masters
@@ -22,7 +22,7 @@
 #                    or nooffload overrides.
 #   rm_fp32          gpu_rm, fp32 weights + bf16 autocast ("bf16-mixed"), as inform's stages train
 #   ppo_static       gpu_ppo as `ppo` with ppo.kv_cache=static: transformers compiles the decoding
-#                    step (~40 s, in the 1st iteration); the 2nd iteration's generate_s against ppo's
+#                    step (~20 s, in the 1st iteration); the 2nd iteration's generate_s against ppo's
 #   rm_bf16_compile  gpu_rm bf16 with torch.compile on the backbone, no bare loop (one compile)
 # Results: $OUT (the device tool's folder; default benchmarks/out/gpu): <step>.json, run.log
 # (everything printed), summary.md (the figures as table rows for benchmarks/RESULTS.md).
@@ -112,9 +112,9 @@ for s in "${STEPS[@]}"; do
     ppo) step ppo 150 benchmarks.gpu_ppo --grad-ckpt ;;
     zero3)
       if [ "$MODE" = nooffload ]; then
-        step zero3 200 benchmarks.gpu_zero3
+        step zero3 200 benchmarks.gpu_zero3 --pairs 8 --steps 8  # H200 2026-11-26: 62 s in all
       else
-        step zero3 300 benchmarks.gpu_zero3 --offload-optimizer --master bf16
+        step zero3 300 benchmarks.gpu_zero3 --offload-optimizer --master bf16 --steps 4  # 6 s a step (host Adam), 52 s setup
       fi ;;
     rm_fp32) step rm_fp32 100 benchmarks.gpu_rm --weights fp32 --pairs 16 ;;
     ppo_static) step ppo_static 150 benchmarks.gpu_ppo --grad-ckpt --kv-cache static ;;
