@@ -75,11 +75,14 @@ def test_rollouts_with_a_static_kv_cache_are_the_dynamic_caches_tokens(compose):
         return forward(*args, **kwargs)
 
     policy.forward = recording_forward
+    generate, compile_configs = policy.generate, []
+    policy.generate = lambda *a, **kw: compile_configs.append(kw.get("compile_config")) or generate(*a, **kw)
     for kv_cache, b in (("dynamic", batch), ("static", wide)):
         torch.manual_seed(3)
         rollouts[kv_cache] = sample(policy, b["input_ids"], b["attention_mask"], max_new_tokens=12, temperature=0.8,
                                     top_p=0.9, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, kv_cache=kv_cache)
     assert caches == {"dynamic": {"DynamicCache"}, "static": {"StaticCache"}}
+    assert compile_configs[0] is None and compile_configs[1].dynamic is False  # a graph per shape, never dynamic shapes
     ((b, length),) = shapes["static"]  # one shape; its length counts the padded width (the last new token is not cached)
     assert b == 3 and width + 11 <= length <= width + 12
     dynamic, static = rollouts["dynamic"], rollouts["static"]

@@ -22,7 +22,7 @@
 #                    or nooffload overrides.
 #   rm_fp32          gpu_rm, fp32 weights + bf16 autocast ("bf16-mixed"), as inform's stages train
 #   ppo_static       gpu_ppo as `ppo` with ppo.kv_cache=static: transformers compiles the decoding
-#                    step (~20 s, in the 1st iteration); the 2nd iteration's generate_s against ppo's
+#                    step (~16 s, in the 1st iteration); the 2nd iteration's generate_s against ppo's
 #   rm_bf16_compile  gpu_rm bf16 with torch.compile on the backbone, no bare loop (one compile)
 # Results: $OUT (the device tool's folder; default benchmarks/out/gpu): <step>.json, run.log
 # (everything printed), summary.md (the figures as table rows for benchmarks/RESULTS.md).
