@@ -210,6 +210,21 @@ def test_between_stages_rank_0_decides_to_stop_and_the_other_ranks_follow(two_ra
         cache.build_once(tmp_path, "label", {"c": 3}, never)
 
 
+def test_a_rank_that_comes_after_rank_0_finished_a_short_stage_says_it_uses_it_once(two_ranks, tmp_path, caplog):
+    """A stage without a Trainer (labels) can be complete before rank 1 asks for it (CI saw
+    it): rank 1 still says it uses rank 0's artifact, once, as when it waited for it."""
+    cache, as_rank = two_ranks
+    as_rank(1, signalled=False)
+    done = cache.artifact_path(tmp_path, "label", {"c": 3})
+    done.mkdir()
+    (done / cache.COMPLETE).write_text("")
+    with caplog.at_level("INFO", logger=cache.log.name):
+        for _ in range(2):  # asked again by a later stage (ensure_labels from rm and from ppo)
+            assert cache.build_once(tmp_path, "label", {"c": 3}, lambda out: None, trains=False) == done
+    said = [r.getMessage() for r in caplog.records]
+    assert [m for m in said if m.startswith("label:")] == [f"label: rank 1 uses {done}"]
+
+
 def test_a_job_waiting_for_another_jobs_build_leaves_when_preempted(two_ranks, tmp_path):
     """Another job holds the artifact's lock (it builds the same stage, maybe for hours): this
     run's rank 0 waits, and on a preemption signal it stops waiting and tells its other ranks."""

@@ -87,7 +87,10 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
         stop_if_rank0_stopped(final.parent, stage)
     if is_complete(final):
         if final not in _announced:
-            log.info("%s: reusing %s", stage, final)
+            if ranks.rank() > 0:  # as in `follow`: rank 0 may have finished a short stage before this rank came
+                log.info("%s: rank %d uses %s", stage, ranks.rank(), final)
+            else:
+                log.info("%s: reusing %s", stage, final)
             _announced.add(final)
         return final
     make_dir(final.parent, "paths.artifacts")
@@ -181,6 +184,7 @@ def follow(final: Path, stage: str, build: Callable[[Path], None] | None, poll_s
             build = None  # joined; now wait for rank 0's export
         time.sleep(poll_s)
     log.info("%s: rank %d uses %s", stage, ranks.rank(), final)
+    _announced.add(final)
     return final
 
 
