@@ -93,7 +93,7 @@ def prepare(model, tokenizer, gradient_checkpointing: bool = False, where: str =
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = tokenizer.eos_token_id
-    if gradient_checkpointing:  # transformers >= 5.2x renamed it (the old name warns, and goes in v6)
+    if gradient_checkpointing:  # newer transformers renamed it (the old name warns, and goes in v6)
         if hasattr(model, "activation_checkpointing_enable"):
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
