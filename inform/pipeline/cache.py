@@ -85,17 +85,14 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
     final = artifact_path(root, stage, spec)
     if ranks.rank() > 0:
         stop_if_rank0_stopped(final.parent, stage)
-    if is_complete(final):
-        if final not in _announced:
-            if ranks.rank() > 0:  # as in `follow`: rank 0 may have finished a short stage before this rank came
-                log.info("%s: rank %d uses %s", stage, ranks.rank(), final)
-            else:
-                log.info("%s: reusing %s", stage, final)
-            _announced.add(final)
+    if is_complete(final):  # a rank > 0 too: rank 0 may have finished a short stage before it came
+        announce_reuse(stage, final)
         return final
     make_dir(final.parent, "paths.artifacts")
     if ranks.rank() > 0:  # rank 0 decides, also whether to stop for a preemption
-        return follow(final, stage, build if trains else None)
+        follow(final, stage, build if trains else None)
+        announce_reuse(stage, final)
+        return final
     leave_if_preempted(final)  # a preemption signal between stages: requeue now
     with wait_for_lock(final):
         if is_complete(final):  # another job built it while we waited
@@ -127,6 +124,18 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
     log.info("%s: built %s", stage, final)
     _announced.add(final)
     return final
+
+
+def announce_reuse(stage: str, final: Path) -> None:
+    """Say once per process that it uses an artifact it did not build: rank 0 (or a single
+    process) reuses it; a rank > 0 uses rank 0's, whether it waited for the build or not."""
+    if final in _announced:
+        return
+    if ranks.rank() > 0:
+        log.info("%s: rank %d uses %s", stage, ranks.rank(), final)
+    else:
+        log.info("%s: reusing %s", stage, final)
+    _announced.add(final)
 
 
 def leave_if_preempted(final: Path) -> None:
@@ -183,8 +192,6 @@ def follow(final: Path, stage: str, build: Callable[[Path], None] | None, poll_s
                 shutil.rmtree(scratch, ignore_errors=True)
             build = None  # joined; now wait for rank 0's export
         time.sleep(poll_s)
-    log.info("%s: rank %d uses %s", stage, ranks.rank(), final)
-    _announced.add(final)
     return final
 
 
