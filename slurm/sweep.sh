@@ -1,16 +1,20 @@
 #!/bin/bash
 # A Hydra grid as a Slurm job array, one point per array task; the arguments are Hydra
-# overrides, as for `python run.py -m`:
+# overrides, as for `python run.py -m`, a grid file of conf/grid/ included:
 #   sbatch slurm/sweep.sh beta=0.1,0.01 latent_dim=64,128
 #   sbatch slurm/sweep.sh experiment=smoke seed=0,1,2 objective=bt,ib
+#   sbatch slurm/sweep.sh +grid=methods/objectives seed=0,1,2   # the grid's params, seed replaced
 #   sbatch -p gpu --gres=gpu:1 --time=12:00:00 slurm/sweep.sh trainer=gpu ...
-# The first job (this script without an array id) expands the grid, makes the sweep folder
-# multirun/slurm-<job>/, submits the array with the same resources and exits. Each array
-# task runs one point in multirun/slurm-<job>/<task>/ (from the Slurm ids: a requeued task
-# finds its checkpoint), logs to multirun/slurm-<job>/logs/<name>_<array job>_<task>.out,
-# and shares upstream stages (SFT, gold RM, labels) with the others through the artifact
-# cache: the first task to need one builds it under a file lock, the others wait and reuse.
-# All points are one W&B group, `slurm-<job>`. Defaults below; override them the Slurm way.
+# The first job (this script without an array id) expands the grid (slurm/grid.py: the same
+# points, in the same order, as `python run.py -m` with these arguments), makes the sweep
+# folder, submits the array with the same resources and exits. The sweep folder: the one a grid
+# file or `hydra.sweep.dir=` names (a grid's experiments/<name>/runs/...), else
+# multirun/slurm-<job>/; INFORM_SWEEP_DIR wins over both. Each array task runs one point in
+# <sweep folder>/<task>/ (from the Slurm ids: a requeued task finds its checkpoint), logs to
+# <sweep folder>/logs/<name>_<array job>_<task>.out, and shares upstream stages (SFT, gold RM,
+# labels) with the others through the artifact cache: the first task to need one builds it
+# under a file lock, the others wait and reuse. All points are one W&B group, named after the
+# sweep folder (`slurm-<job>`). Defaults below; override them the Slurm way.
 #SBATCH --job-name=inform-sweep
 #SBATCH --partition=debug
 #SBATCH --nodes=1
@@ -27,7 +31,8 @@ source "${INFORM_ROOT:-$SLURM_SUBMIT_DIR}/slurm/common.sh"
 
 if [ -z "${SLURM_ARRAY_TASK_ID:-}" ]; then
   n=$("$PY" slurm/grid.py count "$@") || exit 2
-  sweep_dir=${INFORM_SWEEP_DIR:-$INFORM_MULTIRUN/slurm-$SLURM_JOB_ID}
+  sweep_dir=${INFORM_SWEEP_DIR:-$("$PY" slurm/grid.py dir "$@")} || exit 2
+  sweep_dir=${sweep_dir:-$INFORM_MULTIRUN/slurm-$SLURM_JOB_ID}
   mkdir -p "$sweep_dir/logs"
   mapfile -t inherited < <(inherited_sbatch_options)
   array_id=$(sbatch --parsable --array=0-$((n - 1)) "${inherited[@]}" --job-name="${SLURM_JOB_NAME:-inform-sweep}" \
