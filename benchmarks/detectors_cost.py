@@ -41,11 +41,12 @@ def detectors_on(rlhf: np.ndarray, sft: np.ndarray, e_pol: np.ndarray, e_sft: np
 def energy_hook_overhead(rounds: int = 21) -> dict:
     """One PPO iteration (rollout + update) with and without the energy hook, alternating."""
     cfg, tok, policy, rm, batch = setup()
+    ppo_cfg = PPOConfig.from_section(cfg.ppo, max_new_tokens=16)  # the 16 these timings were taken with
     times = {False: [], True: []}
     for r in range(rounds):
         for record in (False, True):
             module = PPOModule(copy.deepcopy(policy), copy.deepcopy(policy), ValueModel.from_causal_lm(copy.deepcopy(policy)),
-                               RewardScorer(rm, tok, tok), tok, PPOConfig(), record_energy=record)
+                               RewardScorer(rm, tok, tok), tok, ppo_cfg, record_energy=record)
             torch.manual_seed(r)
             t0 = time.perf_counter()
             exp, _ = module.make_experience(batch["input_ids"], batch["attention_mask"], batch["index"])

@@ -103,6 +103,21 @@ def precision(args, device) -> str:
     return "bf16-mixed" if device.type == "cuda" else "32-true"
 
 
+def ppo_section():
+    """conf/config.yaml's `ppo` values, read as gpu_common reads the presets: with OmegaConf where it
+    imports, else with PyYAML, a `${key}` then taken from the top level (max_new_tokens: --new-tokens)."""
+    path = gpu.ROOT / "conf" / "config.yaml"
+    try:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.load(path).ppo
+    except ImportError:
+        import yaml
+
+        top = yaml.safe_load(path.read_text())
+        return {k: top.get(v[2:-1], v) if isinstance(v, str) and v.startswith("${") else v for k, v in top["ppo"].items()}
+
+
 def main(args) -> dict:
     device = gpu.pick_device(args.device)
     if device.type == "cuda":
@@ -113,8 +128,8 @@ def main(args) -> dict:
     static = torch.cuda.memory_allocated(device) / 2**30 if device.type == "cuda" else None
     sizes = {"policy": gpu.n_params(policy), "critic": gpu.n_params(critic), "reference": gpu.n_params(ref),
              "rm": gpu.n_params(proxy.model)}
-    cfg = PPOConfig(epochs=args.epochs, minibatches=args.minibatches, max_new_tokens=args.new_tokens, eval_every=10**9,
-                    kv_cache=args.kv_cache)
+    cfg = PPOConfig.from_section(ppo_section(), epochs=args.epochs, minibatches=args.minibatches, max_new_tokens=args.new_tokens,
+                                 eval_every=10**9, kv_cache=args.kv_cache)
     module = PPOModule(policy, ref, critic, proxy, tok, cfg, evaluator=None, seed=0)
     module.make_experience = Timed(module.make_experience, device)
     module.ppo_update = Timed(module.ppo_update, device)

@@ -107,7 +107,7 @@ def bare_update(policy, critic, exp, c: PPOConfig, rounds: int) -> list[float]:
 
 
 def bench_update(policy, rm, tok, batch, rounds: int) -> dict:
-    c = PPOConfig()
+    c = PPOConfig.from_section(tiny_cfg().ppo, max_new_tokens=16)  # the 16 these timings were taken with
     proxy = RewardScorer(rm, tok, tok)
     module = PPOModule(copy.deepcopy(policy), copy.deepcopy(policy), ValueModel.from_causal_lm(copy.deepcopy(policy)), proxy, tok, c)
     module.ppo_update = Timed(module.ppo_update)

@@ -15,6 +15,31 @@ def test_default_config_validates(compose):
     assert cfg.policy.name == cfg.reward.name == cfg.gold_model.name == "tiny"
     assert cfg.objective.name == "ib" and cfg.stage.name == "pipeline"
     assert cfg.ppo.kl_coef == 0.05 and (cfg.ppo.temperature, cfg.ppo.top_p) == (0.8, 0.9)
+    assert cfg.explain is False and validate(compose("explain=true")).explain is True
+
+
+def test_a_stage_without_a_target_validates(compose):
+    """`stage=X` dispatches by name: conf/stage/*.yaml need not name a function."""
+    cfg = compose("stage=ppo")
+    OmegaConf.set_struct(cfg, False)
+    cfg.stage.pop("_target_", None)
+    assert validate(cfg).stage.name == "ppo"
+
+
+def test_ppo_config_is_the_ppo_sections_algorithm_part_with_no_defaults_of_its_own(compose):
+    from dataclasses import fields
+
+    from inform.rl.ppo_config import PPOConfig
+
+    cfg = validate(compose("experiment=smoke"))
+    ppo = PPOConfig.from_section(cfg.ppo)
+    assert {f.name: getattr(ppo, f.name) for f in fields(PPOConfig)} == {f.name: cfg.ppo[f.name] for f in fields(PPOConfig)}
+    assert (ppo.max_new_tokens, ppo.kl_coef) == (cfg.data.max_response_tokens, cfg.kl_coef)
+    assert PPOConfig.from_section(cfg.ppo, epochs=1).epochs == 1
+    with pytest.raises(TypeError, match="PPOConfig has no steps"):
+        PPOConfig.from_section(cfg.ppo, steps=3)  # a stage key, not the algorithm's
+    with pytest.raises(TypeError):
+        PPOConfig()  # no defaults: the values are conf/config.yaml's
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -126,9 +126,10 @@ def test_ibl_and_eppo_rewards_by_hand():
 
 
 # --------------------------------------------------------------------------- early stop on any detector
-def test_early_stop_fires_from_the_chosen_detector_on_a_planted_series(tmp_path):
+def test_early_stop_fires_from_the_chosen_detector_on_a_planted_series(tmp_path, compose):
     from types import SimpleNamespace
 
+    from inform.config import validate
     from inform.detect.mahalanobis import fit_gaussian
     from inform.modules.detector_callback import DetectorCallback
     from inform.rl.evaluate import EvalResult
@@ -138,8 +139,9 @@ def test_early_stop_fires_from_the_chosen_detector_on_a_planted_series(tmp_path)
     saved = []
     trainer = SimpleNamespace(should_stop=False, is_global_zero=True, save_checkpoint=lambda p, **kw: saved.append(Path(p)))
     module = SimpleNamespace(trainer=trainer, loggers=[])
-    cb = DetectorCallback(tmp_path, ["csi", "mahalanobis"], sft[:300], gaussian=fit_gaussian(sft),
-                          csi={"plot_every_n_evals": 1000}, early_stop={"enabled": True, "watch": "detect/mahalanobis_mean", "e_max": 10.0})
+    cfg = validate(compose("detect=[csi,mahalanobis]", "detectors.csi.plot_every_n_evals=1000", "early_stop.enabled=true",
+                           "early_stop.watch=detect/mahalanobis_mean", "early_stop.e_max=10.0"))
+    cb = DetectorCallback(tmp_path, list(cfg.detect), sft[:300], cfg.detectors, cfg.early_stop, gaussian=fit_gaussian(sft))
     # the policy's latents: like SFT for three evals (small wiggles), then planted 8 SD away
     shifts = [0.0, 0.05, 0.0, 0.08, 8.0]
     fired = []
@@ -169,7 +171,7 @@ def test_ppo_reads_the_energy_without_an_extra_policy_forward():
         calls = []
         pol.register_forward_hook(lambda *a: calls.append(1))
         module = PPOModule(pol, copy.deepcopy(policy), ValueModel.from_causal_lm(copy.deepcopy(policy)), RewardScorer(rm, tok, tok),
-                           tok, PPOConfig(max_new_tokens=6), record_energy=record)
+                           tok, PPOConfig.from_section(cfg.ppo, max_new_tokens=6), record_energy=record)
         torch.manual_seed(0)
         module.make_experience(batch["input_ids"], batch["attention_mask"], batch["index"])
         counts[record] = len(calls)

@@ -1,7 +1,8 @@
 """The config contract: a structured schema plus range checks, run before any model is built.
 
 `validate(cfg)` merges the composed config into the dataclasses of `schema.py` (an unknown
-key or a wrong type fails with the key's full name), checks every `_target_` node's
+key, a wrong type or a key that no YAML sets fails with the key's full name: the schema holds
+types only, the values are conf/'s), checks every `_target_` node's
 arguments against the signature of the function it names (a misspelled argument fails),
 then checks values that are typed right but impossible (`checks.py`: beta < 0,
 latent_dim <= 0, ...). Every failure is a `ConfigError` whose message starts with the
@@ -26,13 +27,17 @@ def validate(cfg: DictConfig) -> DictConfig:
     """The composed config, typed by the schema and checked; raises ConfigError naming the key."""
     try:
         typed = OmegaConf.merge(OmegaConf.structured(Schema), cfg)
+        missing = sorted(OmegaConf.missing_keys(typed))
+        if missing:
+            raise ConfigError(f"{missing[0]}: no value (the schema has no defaults: set it in conf/)")
         OmegaConf.resolve(typed)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "config"
         msg = str(err).splitlines()[0]
         raise ConfigError(f"{key}: {msg}") from None
     check_target(typed.objective.loss, "objective.loss")
-    check_target(typed.stage, "stage", check_args=False)  # a stage is called with the config
+    if typed.stage._target_ is not None:  # transitional: stages dispatch by name
+        check_target(typed.stage, "stage", check_args=False)  # a stage is called with the config
     check_target(typed.trainer, "trainer")
     for name, node in typed.logger.items():
         check_target(node, f"logger.{name}")

@@ -1,188 +1,190 @@
-"""The structured schema of the config: one dataclass per section (types and defaults).
+"""The structured schema of the config: one dataclass per section, types only.
 
-An unknown key or a value of the wrong type fails when the composed config is merged into
-`Schema` (see `inform.config.validate`). The values of record are in conf/config.yaml.
+Every value lives in the YAML under conf/ (conf/config.yaml and its groups), once: a field
+here has no default, which OmegaConf reads as MISSING, so a key that no YAML sets fails in
+`inform.config.validate`, naming it. An unknown key or a value of the wrong type fails when
+the composed config is merged into `Schema`; the ranges are checked in checks.py.
+(tests/test_config_defaults.py keeps it so.)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, List, Optional
-
-from omegaconf import MISSING
 
 from inform.rl.ppo_config import PPOConfig
 
 
 @dataclass
 class ModelSchema:
-    name: str = MISSING
-    arch: str = "gpt_neox"
-    source: Optional[str] = None
-    revision: Optional[str] = None
-    init: str = "pretrained"
-    hidden_size: int = MISSING
-    num_layers: int = MISSING
-    num_heads: int = MISSING
-    num_kv_heads: Optional[int] = None
-    intermediate_size: int = MISSING
-    vocab_size: Optional[int] = None
-    tokenizer_vocab_size: Optional[int] = None
-    max_position_embeddings: int = 2048
-    rotary_pct: float = 1.0
-    tie_word_embeddings: bool = False
-    params: Optional[int] = None
-    dtype: str = "float32"
-    max_length: int = 2048
-    trust_remote_code: bool = False
-    gradient_checkpointing: bool = False
+    name: str
+    arch: str
+    source: Optional[str]
+    revision: Optional[str]
+    init: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: Optional[int]
+    intermediate_size: int
+    vocab_size: Optional[int]
+    tokenizer_vocab_size: Optional[int]
+    max_position_embeddings: int
+    rotary_pct: float
+    tie_word_embeddings: bool
+    params: Optional[int]
+    dtype: str
+    max_length: int
+    trust_remote_code: bool
+    gradient_checkpointing: bool
 
 
 @dataclass
 class HeadSchema:
-    kind: str = "scalar"
-    latent_dim: int = 128
-    decoder: str = "linear"
+    kind: str
+    latent_dim: int
+    decoder: str
 
 
 @dataclass
 class ObjectiveSchema:
-    name: str = MISSING
-    loss: Any = MISSING  # a `_target_` node: an inform.objectives function, `_partial_: true`
-    head: HeadSchema = field(default_factory=HeadSchema)
+    name: str
+    loss: Any  # a `_target_` node: an inform.objectives function, `_partial_: true`
+    head: HeadSchema
 
 
 @dataclass
 class DataSchema:
-    name: str = MISSING
-    max_prompt_tokens: int = 512
-    max_response_tokens: int = 512
-    on_long_prompt: str = "truncate"  # truncate: keep a prompt's last tokens | error: stop, naming the row
-    sft: Any = None  # `_target_` nodes returning a datasets.Dataset
-    preference: Any = None
-    prompts: Any = None
-    label_prompts: Any = None  # optional: instructions for the label stage (else the first of `prompts`)
-    eval_prompts: Any = None
-    true_reward: Any = None  # `_target_` (partial) of f(prompt, response) -> exact quality
+    name: str
+    max_prompt_tokens: int
+    max_response_tokens: int
+    on_long_prompt: str  # truncate: keep a prompt's last tokens | error: stop, naming the row
+    sft: Any  # `_target_` nodes returning a datasets.Dataset (or null)
+    preference: Any
+    prompts: Any
+    label_prompts: Any  # null: the label stage takes the first of `prompts`
+    eval_prompts: Any
+    true_reward: Any  # `_target_` (partial) of f(prompt, response) -> exact quality, or null
 
 
 @dataclass
 class StageSchema:
-    _target_: str = MISSING
-    name: str = MISSING
+    name: str
+    # transitional: conf/stage/*.yaml still name their function; `stage=X` dispatches by `name`
+    _target_: Optional[str] = None
 
 
 @dataclass
 class PathsSchema:
-    artifacts: str = "artifacts"
-    output_dir: Optional[str] = None
+    artifacts: str
+    output_dir: Optional[str]
 
 
 @dataclass
 class TrainSchema:
-    """What every trained stage has (the values come from conf/config.yaml)."""
+    """What every trained stage has."""
 
-    max_steps: int = -1
-    batch_size: int = 64
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    val_size: int = 512
+    max_steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    val_size: int
 
 
 @dataclass
 class SFTSchema(TrainSchema):
-    epochs: int = -1
-    val_every: int = 200
+    epochs: int
+    val_every: int
 
 
 @dataclass
 class RMSchema(TrainSchema):
-    data: str = "labels"
-    init: str = "sft"
-    epochs: int = 1
+    data: str
+    init: str
+    epochs: int
 
 
 @dataclass
 class EnsembleSchema:
-    members: int = 1
-    combine: str = "mean"
-    uwo_lambda: float = 0.1
+    members: int
+    combine: str
+    uwo_lambda: float
 
 
 @dataclass
 class GoldSchema(TrainSchema):
-    init: str = "sft"
-    epochs: int = 2
+    init: str
+    epochs: int
 
 
 @dataclass
 class LabelSchema:
-    n_prompts: int = 1000
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 16
-    batch_size: int = 512
+    n_prompts: int
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    batch_size: int
 
 
 @dataclass
 class PPOSchema(PPOConfig):
-    steps: int = 100
-    batch_size: int = 64
-    missing_eos_penalty: float = 0.0
-    critic_init: str = "sft"
+    steps: int
+    batch_size: int
+    missing_eos_penalty: float
+    critic_init: str
 
 
 @dataclass
 class RLOOSchema:
-    k: int = 4
+    k: int
 
 
 @dataclass
 class EvalSchema:
-    n_prompts: int = 256
-    batch_size: int = 256
-    temperature: float = 0.8
-    top_p: float = 0.9
-    missing_eos_penalty: float = 0.5
+    n_prompts: int
+    batch_size: int
+    temperature: float
+    top_p: float
+    missing_eos_penalty: float
 
 
 @dataclass
 class BoNSchema:
-    n_samples: int = 16
-    ns: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    n_samples: int
+    ns: List[int]
 
 
 @dataclass
 class CSISchema:
-    every_n_evals: int = 1
-    method: str = "dbscan"
-    eps: Optional[float] = None
-    eps_scale: float = 1.0
-    min_samples: int = 5
-    min_cluster_size: int = 5
-    plot_every_n_evals: int = 5
-    plot_method: str = "tsne"
+    every_n_evals: int
+    method: str
+    eps: Optional[float]
+    eps_scale: float
+    min_samples: int
+    min_cluster_size: int
+    plot_every_n_evals: int
+    plot_method: str
 
 
 @dataclass
 class MahalanobisSchema:
-    alpha: float = 0.01
-    eps: float = 1e-6
-    shrinkage: str = "none"
-    pca_dim: Optional[int] = None
+    alpha: float
+    eps: float
+    shrinkage: str
+    pca_dim: Optional[int]
 
 
 @dataclass
 class DetectorsSchema:
-    csi: CSISchema = field(default_factory=CSISchema)
-    mahalanobis: MahalanobisSchema = field(default_factory=MahalanobisSchema)
+    csi: CSISchema
+    mahalanobis: MahalanobisSchema
 
 
 @dataclass
 class EarlyStopSchema:
-    enabled: bool = False
-    watch: str = "csi/value"
-    e_max: float = 10.0
+    enabled: bool
+    watch: str
+    e_max: float
 
 
 DETECTORS = {  # name -> the metrics it logs at every eval step
@@ -194,34 +196,35 @@ DETECTORS = {  # name -> the metrics it logs at every eval step
 
 @dataclass
 class Schema:
-    policy: ModelSchema = MISSING
-    reward: ModelSchema = MISSING
-    gold_model: ModelSchema = MISSING
-    objective: ObjectiveSchema = MISSING
-    data: DataSchema = MISSING
-    stage: StageSchema = MISSING
-    trainer: Any = MISSING  # a `_target_: lightning.Trainer` node
-    logger: Any = field(default_factory=dict)  # name -> `_target_` logger node
-    beta: float = 0.1
-    latent_dim: int = 128
-    kl_coef: float = 0.05
-    label_noise: float = 0.25
-    seed: int = 0
-    name: str = "default"
-    group: Optional[str] = None
-    on_nonfinite: str = "stop"
-    paths: PathsSchema = field(default_factory=PathsSchema)
-    sft: SFTSchema = field(default_factory=SFTSchema)
-    rm: RMSchema = field(default_factory=RMSchema)
-    ensemble: EnsembleSchema = field(default_factory=EnsembleSchema)
-    gold: GoldSchema = field(default_factory=GoldSchema)
-    label: LabelSchema = field(default_factory=LabelSchema)
-    ppo: PPOSchema = field(default_factory=PPOSchema)
-    rloo: RLOOSchema = field(default_factory=RLOOSchema)
-    eval: EvalSchema = field(default_factory=EvalSchema)
-    bon: BoNSchema = field(default_factory=BoNSchema)
-    detect: List[str] = field(default_factory=lambda: ["csi", "mahalanobis", "energy"])
-    detectors: DetectorsSchema = field(default_factory=DetectorsSchema)
-    early_stop: EarlyStopSchema = field(default_factory=EarlyStopSchema)
-    ibl_coef: float = 0.0
-    energy_coef: float = 0.0
+    policy: ModelSchema
+    reward: ModelSchema
+    gold_model: ModelSchema
+    objective: ObjectiveSchema
+    data: DataSchema
+    stage: StageSchema
+    trainer: Any  # a `_target_: lightning.Trainer` node
+    logger: Any  # name -> `_target_` logger node
+    beta: float
+    latent_dim: int
+    kl_coef: float
+    label_noise: float
+    seed: int
+    name: str
+    group: Optional[str]
+    on_nonfinite: str
+    explain: bool
+    paths: PathsSchema
+    sft: SFTSchema
+    rm: RMSchema
+    ensemble: EnsembleSchema
+    gold: GoldSchema
+    label: LabelSchema
+    ppo: PPOSchema
+    rloo: RLOOSchema
+    eval: EvalSchema
+    bon: BoNSchema
+    detect: List[str]
+    detectors: DetectorsSchema
+    early_stop: EarlyStopSchema
+    ibl_coef: float
+    energy_coef: float

@@ -1,6 +1,7 @@
 """Over-optimization detectors at every PPO eval step, as one Lightning callback.
 
-Config: `detect` (which run), `detectors.*` (their parameters), `early_stop` (the rule).
+Config: `detect` (which run), `detectors.*` (their parameters), `early_stop` (the rule), the
+validated config's nodes as they are (the values are conf/config.yaml's; none are defaulted here).
 At each eval the callback compares the policy's eval samples with the SFT references of the
 `sft_stats` stage and returns its metrics, which the PPO module logs with the eval's other
 metrics (same W&B record, same step as `reward/gold`):
@@ -26,6 +27,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig
 from sklearn.neighbors import NearestNeighbors
 
 from inform.detect.csi import auto_eps, cluster_separation_index
@@ -39,21 +41,21 @@ STOP_CKPT = "csi_stop.ckpt"
 
 
 class DetectorCallback(L.Callback):
+    """`detectors`: the config's `detectors` node (`.csi`, `.mahalanobis`); `early_stop`: its
+    `early_stop` node (`.enabled`, `.watch`, `.e_max`)."""
+
     def __init__(
-        self, out_dir: str | Path, detect: list[str], sft_latents: np.ndarray, sft_energy: np.ndarray | None = None,
-        gaussian: GaussianStats | None = None, csi: dict | None = None, mahalanobis_alpha: float = 0.01,
-        early_stop: dict | None = None,
+        self, out_dir: str | Path, detect: list[str], sft_latents: np.ndarray, detectors: DictConfig, early_stop: DictConfig,
+        sft_energy: np.ndarray | None = None, gaussian: GaussianStats | None = None,
     ):
         self.out_dir, self.detect = Path(out_dir), list(detect)
         self.sft = np.asarray(sft_latents, dtype=np.float64)
-        self.sft_energy, self.gaussian, self.alpha = sft_energy, gaussian, mahalanobis_alpha
-        self.csi = {"every_n_evals": 1, "method": "dbscan", "eps": None, "eps_scale": 1.0, "min_samples": 5,
-                    "min_cluster_size": 5, "plot_every_n_evals": 5, "plot_method": "tsne", **(csi or {})}
-        stop = {"enabled": False, "watch": "csi/value", "e_max": 10.0, **(early_stop or {})}
-        self.stop_enabled, self.watch = stop["enabled"], stop["watch"]
-        self.stopper = ChangeRateStop(stop["e_max"])
+        self.sft_energy, self.gaussian = sft_energy, gaussian
+        self.csi, self.alpha = detectors.csi, detectors.mahalanobis.alpha
+        self.stop_enabled, self.watch = early_stop.enabled, early_stop.watch
+        self.stopper = ChangeRateStop(early_stop.e_max)
         self.index = NearestNeighbors(n_neighbors=1).fit(self.sft)
-        self.sft_radius = auto_eps(self.sft, self.csi["min_samples"])  # plots: "far from all SFT samples"
+        self.sft_radius = auto_eps(self.sft, self.csi.min_samples)  # plots: "far from all SFT samples"
         self.n_evals = self.n_csi = 0
         self.stop_step: int | None = None
         self.latents: dict[int, np.ndarray] = {}  # eval step -> the policy's eval latents
@@ -70,10 +72,10 @@ class DetectorCallback(L.Callback):
         metrics: dict[str, float] = {}
         t0 = time.perf_counter()
         csi_result = None
-        if "csi" in self.detect and (self.n_evals - 1) % self.csi["every_n_evals"] == 0:
+        if "csi" in self.detect and (self.n_evals - 1) % self.csi.every_n_evals == 0:
             c = self.csi
-            csi_result = cluster_separation_index(rlhf, self.sft, c["method"], c["eps"], c["eps_scale"], c["min_samples"],
-                                                  c["min_cluster_size"], self.index)
+            csi_result = cluster_separation_index(rlhf, self.sft, c.method, c.eps, c.eps_scale, c.min_samples,
+                                                  c.min_cluster_size, self.index)
             metrics.update(csi_result.metrics())
         if "mahalanobis" in self.detect:
             d = mahalanobis(rlhf, self.gaussian)
@@ -86,7 +88,7 @@ class DetectorCallback(L.Callback):
             metrics.update(self._early_stop(module, metrics[self.watch], result.step))
         if csi_result is not None:
             self.n_csi += 1
-            if (self.n_csi - 1) % self.csi["plot_every_n_evals"] == 0 or self.stop_step == result.step:
+            if (self.n_csi - 1) % self.csi.plot_every_n_evals == 0 or self.stop_step == result.step:
                 self._plot(module, rlhf, csi_result, result.step)
         return metrics
 
@@ -118,7 +120,7 @@ class DetectorCallback(L.Callback):
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = plot_latents(self.sft, rlhf, res, self.out_dir / f"latents_step{step:05d}.png", threshold=self.sft_radius,
-                            title=f"step {step}: CSI {res.value:.3g}, {res.n_clusters} clusters", method=self.csi["plot_method"])
+                            title=f"step {step}: CSI {res.value:.3g}, {res.n_clusters} clusters", method=self.csi.plot_method)
         for lg in module.loggers:
             if isinstance(lg, WandbLogger):
                 lg.log_image(key="csi/latents", images=[str(path)], step=step)

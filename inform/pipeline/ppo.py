@@ -135,8 +135,8 @@ def gaussian_of(cfg: DictConfig, stats: SFTStats) -> GaussianStats | None:
 
 def detector_callback(cfg: DictConfig, out_dir: Path, module: PPOModule, stats: SFTStats) -> DetectorCallback:
     return DetectorCallback(
-        out_dir, list(cfg.detect), stats.eval_latents, stats.eval_energy, module.gaussian, plain(cfg.detectors.csi),
-        cfg.detectors.mahalanobis.alpha, plain(cfg.early_stop),
+        out_dir, list(cfg.detect), stats.eval_latents, cfg.detectors, cfg.early_stop, sft_energy=stats.eval_energy,
+        gaussian=module.gaussian,
     )
 
 

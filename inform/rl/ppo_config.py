@@ -1,30 +1,47 @@
-"""PPO's hyperparameters (the `ppo` config section's algorithm part; the schema adds the stage's)."""
+"""PPO's hyperparameters (the `ppo` config section's algorithm part; the schema adds the stage's).
+
+No defaults here: the values of record are conf/config.yaml's `ppo` section. Build one from a
+validated config with `PPOConfig.from_section(cfg.ppo)`; a test or benchmark without a composed
+config can read conf/config.yaml's section (`OmegaConf.load(...).ppo`) and pass the keys it
+interpolates from other groups (`max_new_tokens`) as overrides.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
 
 
 @dataclass
 class PPOConfig:
-    epochs: int = 4
-    minibatches: int = 2
-    policy_lr: float = 5e-5
-    critic_lr: float = 1e-3
-    clip: float = 0.2
-    value_clip: float = 0.2
-    gamma: float = 1.0
-    lam: float = 0.95
-    kl_coef: float = 0.05
-    kl_controller: str = "fixed"  # fixed | adaptive
-    target_kl: float = 6.0
-    kl_horizon: int = 10000
-    temperature: float = 0.8
-    top_p: float = 0.9
-    max_new_tokens: int = 16
-    kv_cache: str = "dynamic"  # dynamic | static (compiled decoding on a GPU: rl.rollout.sample)
-    reward_clip: float = 5.0
-    max_grad_norm: float = 1.0
-    eval_every: int = 4
-    weight_decay: float = 0.0
-    ibl_coef: float = 0.0  # IBL: score - ibl_coef * Mahalanobis distance of the IB latent
-    energy_coef: float = 0.0  # EPPO: score - energy_coef * |E_policy - E_sft|
+    epochs: int
+    minibatches: int
+    policy_lr: float
+    critic_lr: float
+    clip: float
+    value_clip: float
+    gamma: float
+    lam: float
+    kl_coef: float
+    kl_controller: str  # fixed | adaptive
+    target_kl: float
+    kl_horizon: int
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    kv_cache: str  # dynamic | static (compiled decoding on a GPU: rl.rollout.sample)
+    reward_clip: float
+    max_grad_norm: float
+    eval_every: int
+    weight_decay: float
+    ibl_coef: float  # IBL: score - ibl_coef * Mahalanobis distance of the IB latent
+    energy_coef: float  # EPPO: score - energy_coef * |E_policy - E_sft|
+
+    @classmethod
+    def from_section(cls, ppo: Mapping[str, Any], **overrides: Any) -> PPOConfig:
+        """The algorithm keys of a `ppo` section (the stage's own, such as steps and batch_size,
+        are left out), each replaced by `overrides` where given; a key of neither fails."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise TypeError(f"PPOConfig has no {', '.join(unknown)}")
+        return cls(**{k: overrides[k] if k in overrides else ppo[k] for k in names})

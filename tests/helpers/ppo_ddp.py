@@ -26,13 +26,13 @@ from inform.rl.ppo_config import PPOConfig
 def main(out: Path):
     ranks.start()
     world = os.environ.pop("WORLD_SIZE")  # the tiny config below is a one-process config
-    _, tok, policy, rm, _ = setup(batch=8)
+    base, tok, policy, rm, _ = setup(batch=8)
     os.environ["WORLD_SIZE"] = world
     prompts = encode_prompts(tok, [r["prompt"] for r in synthetic.prompts(64, seed=9)], 16)
     batches = PromptBatches(prompts, 8, 4, 0, tok.pad_token_id)  # 4 batches: 2 iterations on each rank
     sampler = ResumableSampler(len(batches), shuffle=False)
     sampler.set_replicas(2, ranks.rank())
-    cfg = PPOConfig(max_new_tokens=6, minibatches=2, epochs=2, policy_lr=1e-3, critic_lr=3e-3)
+    cfg = PPOConfig.from_section(base.ppo, max_new_tokens=6, minibatches=2, epochs=2, policy_lr=1e-3, critic_lr=3e-3)
     L.seed_everything(0, verbose=False)
     module = PPOModule(copy.deepcopy(policy), copy.deepcopy(policy), ValueModel.from_causal_lm(copy.deepcopy(policy)),
                        RewardScorer(copy.deepcopy(rm), tok, tok), tok, cfg, seed=0)

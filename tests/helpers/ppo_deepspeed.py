@@ -42,11 +42,11 @@ def train(strategy, cfg: PPOConfig, policy, rm, tok, batches) -> dict[str, dict]
 
 
 def main(out: Path, max_grad_norm: float):
-    _, tok, policy, rm, _ = setup(batch=8)
+    base, tok, policy, rm, _ = setup(batch=8)
     prompts = encode_prompts(tok, [r["prompt"] for r in synthetic.prompts(64, seed=9)], 16)
     batches = PromptBatches(prompts, 8, 3, 0, tok.pad_token_id)
-    cfg = PPOConfig(max_new_tokens=6, minibatches=2, epochs=2, policy_lr=1e-3, critic_lr=3e-3,
-                    max_grad_norm=max_grad_norm)
+    cfg = PPOConfig.from_section(base.ppo, max_new_tokens=6, minibatches=2, epochs=2, policy_lr=1e-3, critic_lr=3e-3,
+                                 max_grad_norm=max_grad_norm)
     results = {"plain": train("auto", cfg, policy, rm, tok, batches)}
     for stage in (2, 3):
         strategy = CPUDeepSpeedStrategy(stage=stage, logging_batch_size_per_gpu=1)
