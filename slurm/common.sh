@@ -11,7 +11,7 @@ PY=${INFORM_PYTHON:-$INFORM_ROOT/.venv/bin/python}
 # INFORM_NPROC=N: N processes on each node of the job (one per GPU; add trainer.devices=N),
 # started by srun (one task per node) running slurm/node.sh, which starts torchrun; likewise
 # for a job of several nodes (sbatch --nodes=M; trainer.num_nodes follows the job). Rank 0
-# builds each artifact, the others join its training (inform/pipeline/ranks.py).
+# builds each artifact, the others join its training (inform/runtime/ranks.py).
 # INFORM_SRUN_ARGS: extra srun options your cluster wants for the step (e.g. --gpus-per-task).
 LAUNCH=("$PY")
 if [ "${INFORM_NPROC:-1}" -gt 1 ] || [ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ]; then

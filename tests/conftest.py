@@ -17,6 +17,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may reach a hub in the tests
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["WANDB_SILENT"] = "true"
+# audit=true in every run the suite starts (conf/config.yaml reads INFORM_AUDIT): a stage that
+# reads a config key its hash does not cover fails its build (inform/pipeline/audit.py), so
+# every slow test also checks the stage table on its own configuration
+os.environ["INFORM_AUDIT"] = "true"
 # the suite is no Slurm job, even when pytest runs inside one: a run it starts must never
 # requeue (or take the identity of) the surrounding job; SLURM_CONF still finds the cluster
 for _var in [v for v in os.environ if v.startswith("SLURM_") and v != "SLURM_CONF"] + ["INFORM_REQUEUE_FILE"]:
@@ -74,7 +78,7 @@ def sweep(tmp_path_factory):
     return root, proc
 
 
-def copy_upstream(root: Path, dest: Path, stages=("sft", "gold", "label", "rm", "sft_stats")) -> Path:
+def copy_upstream(root: Path, dest: Path, stages=("sft", "gold", "label", "rm", "sft_stats", "sft_train_stats")) -> Path:
     """The sweep's cached stages copied to `dest/artifacts`: a test that adds artifacts of its
     own (ensemble members, RLOO, best-of-n) reuses the upstream without changing the shared folder."""
     for art in (root / "artifacts").iterdir():

@@ -118,14 +118,15 @@ def test_ensemble_and_warm_proxies_train_members_once_and_run_ppo(sweep, tmp_pat
     base = ["experiment=smoke", "beta=0.01", "ensemble.members=2", "ppo.steps=4", "logger=csv", "detect=[csi]"]
     uwo = run_inform(*base, "ensemble.combine=uwo", "stage=ppo", f"hydra.run.dir={root}/uwo", cwd=root)
     # member 0 is the sweep's beta=0.01 proxy (reused); member 1 is trained with seed + 1000
-    assert uwo.stdout.count(" - rm: built") == 1 and "rm_member1" in uwo.stdout and "ppo: built" in uwo.stdout
+    assert " - rm: built" not in uwo.stdout and uwo.stdout.count(" - rm_member1: built") == 1 and "ppo: built" in uwo.stdout
     warm = run_inform(*base, "ensemble.combine=warm", "stage=ppo", f"hydra.run.dir={root}/warm", cwd=root)
     assert "warm: 2 members averaged" in warm.stdout and "ppo: built" in warm.stdout
     # WARM's members share the head init, so a second member is trained for it
-    assert warm.stdout.count(" - rm: built") == 1
+    assert " - rm: built" not in warm.stdout and warm.stdout.count(" - rm_member1: built") == 1
     (warm_dir,) = artifact(root, "warm")
     spec = json.loads((warm_dir / "spec.json").read_text())
-    members = [next(p for p in artifact(root, "rm") if p.name == f"rm-{h}") for h in spec["members"]]
+    members = [root / "artifacts" / f"{name}-{h}" for name, h in spec["upstream"].items() if name.startswith("rm")]
+    assert [m.name.split("-")[0] for m in members] == ["rm", "rm_member1"] and all(m.is_dir() for m in members)
     loaded = [RewardModel.from_pretrained(p) for p in members]
     merged = RewardModel.from_pretrained(warm_dir).state_dict()
     for key, value in merged.items():

@@ -18,14 +18,6 @@ def test_default_config_validates(compose):
     assert cfg.explain is False and validate(compose("explain=true")).explain is True
 
 
-def test_a_stage_without_a_target_validates(compose):
-    """`stage=X` dispatches by name: conf/stage/*.yaml need not name a function."""
-    cfg = compose("stage=ppo")
-    OmegaConf.set_struct(cfg, False)
-    cfg.stage.pop("_target_", None)
-    assert validate(cfg).stage.name == "ppo"
-
-
 def test_ppo_config_is_the_ppo_sections_algorithm_part_with_no_defaults_of_its_own(compose):
     from dataclasses import fields
 
@@ -137,7 +129,7 @@ def test_trained_models_load_in_float32_under_mixed_precision_and_frozen_ones_in
     """bf16 presets: the trained copy is fp32 (autocast computes in bf16; AdamW would round
     small updates away in bf16 weights) unless DeepSpeed (its own fp32 master weights) or
     bf16-true says otherwise; frozen models (reference, proxy, gold) use the preset's bf16."""
-    from inform.pipeline.common import trainable_dtype
+    from inform.runtime.trainer import trainable_dtype
 
     preset = ["model@policy=pythia-1.4b", "model@reward=pythia-410m"]
     for trainer, want in [("gpu", "float32"), ("ddp", "float32"), ("cpu", "float32"),
@@ -149,27 +141,6 @@ def test_trained_models_load_in_float32_under_mixed_precision_and_frozen_ones_in
     assert trainable_dtype(cfg, cfg.policy) == "bfloat16"
     cfg = validate(compose("trainer=cpu"))  # the tiny presets are float32 anyway
     assert trainable_dtype(cfg, cfg.policy) == "float32" == cfg.policy.dtype
-
-
-def test_a_deepspeed_trainer_gets_its_own_artifacts_and_the_plain_ones_keep_their_hashes(compose, monkeypatch):
-    from inform.pipeline.cache import spec_hash, trainer_numerics
-    from inform.pipeline.sft import sft_spec
-
-    cfg = validate(compose("trainer=cpu"))
-    assert trainer_numerics(cfg) == {"precision": "32-true"}  # as before DeepSpeed had a key: caches stay valid
-    z3 = validate(compose("trainer=deepspeed_zero3", "trainer.precision=32-true"))
-    assert trainer_numerics(z3) == {"precision": "32-true", "deepspeed_stage": 3}
-    assert spec_hash(sft_spec(cfg)) != spec_hash(sft_spec(z3))
-    monkeypatch.setenv("WORLD_SIZE", "2")  # two processes (torchrun): batch sizes are per process
-    assert trainer_numerics(cfg) == {"precision": "32-true", "processes": 2}
-
-
-def test_the_static_kv_cache_gets_its_own_ppo_artifacts_and_the_default_keeps_the_old_hashes(compose):
-    from inform.pipeline.ppo import ppo_spec
-
-    default, static = validate(compose()), validate(compose("ppo.kv_cache=static"))
-    assert "kv_cache" not in ppo_spec(default)["ppo"] and ppo_spec(static)["ppo"]["kv_cache"] == "static"
-    assert {k: v for k, v in ppo_spec(static)["ppo"].items() if k != "kv_cache"} == ppo_spec(default)["ppo"]
 
 
 def test_run_py_rejects_a_bad_key_before_building_anything(tmp_path):

@@ -15,8 +15,6 @@ from inform.config import ConfigError, validate
 from inform.config.schema import Schema
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-# schema defaults that stay for now: conf/stage/*.yaml lose their `_target_` (stages dispatch by name)
-TRANSITIONAL = {"stage._target_"}
 # where the schema types a node as Any: `_target_` nodes, whose arguments validate() checks
 # against the function they name (a logger: name -> `_target_` node; data roles may be null)
 UNTYPED = {"trainer", "logger", "objective.loss", *(f"data.{r}" for r in
@@ -103,14 +101,14 @@ def test_the_checker_finds_a_default_held_twice_and_an_untyped_key():
 
 
 # --------------------------------------------------------------------------- the real schema and conf/
-def test_the_schema_holds_no_defaults_but_the_transitional_ones():
-    assert schema_defaults(Schema) <= TRANSITIONAL
+def test_the_schema_holds_no_defaults():
+    assert schema_defaults(Schema) == set()
 
 
 @pytest.mark.parametrize("overrides", all_overrides(), ids=lambda o: " ".join(o) or "default")
 def test_no_key_has_a_value_in_both_the_schema_and_the_yaml_and_every_yaml_key_is_typed(compose, overrides):
     keys, stray = yaml_keys(compose(*overrides), Schema, untyped=UNTYPED)
-    both = (keys & schema_defaults(Schema)) - TRANSITIONAL
+    both = keys & schema_defaults(Schema)
     assert not both, f"a default in inform/config/schema.py and a value in conf/ for {sorted(both)}: keep the YAML's"
     assert not stray, f"conf/ sets {sorted(stray)}, which inform/config/schema.py does not type"
 

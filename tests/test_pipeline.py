@@ -24,8 +24,8 @@ def artifacts(root: Path, stage: str) -> list[Path]:
 
 def test_sweep_builds_upstream_once_and_two_rms_and_ppos(sweep):
     root, proc = sweep
-    counts = {s: len(artifacts(root, s)) for s in ("sft", "gold", "label", "rm", "sft_stats", "ppo")}
-    assert counts == {"sft": 1, "gold": 1, "label": 1, "rm": 2, "sft_stats": 2, "ppo": 2}
+    counts = {s: len(artifacts(root, s)) for s in ("sft", "gold", "label", "rm", "sft_stats", "sft_train_stats", "ppo")}
+    assert counts == {"sft": 1, "gold": 1, "label": 1, "rm": 2, "sft_stats": 2, "sft_train_stats": 2, "ppo": 2}
     runs = find_runs(root / "multirun")
     assert sorted(r.job_type for r in runs) == ["gold", "ppo", "ppo", "rm", "rm", "sft"]
     assert sorted(r.config["beta"] for r in runs if r.job_type == "ppo") == [0.01, 0.1]
@@ -86,7 +86,7 @@ def test_rerunning_a_point_reuses_every_stage(sweep):
     root, _ = sweep
     before = len(find_runs(root))
     proc = run_inform("experiment=smoke", "beta=0.01", cwd=root)
-    for stage in ("sft", "gold", "label", "rm", "sft_stats", "ppo"):
+    for stage in ("sft", "gold", "label", "rm", "sft_stats", "sft_train_stats", "ppo"):
         assert f"{stage}: reusing" in proc.stdout, stage
         assert f"{stage}: built" not in proc.stdout
     assert len(find_runs(root)) == before  # nothing trained, no new W&B run
@@ -112,7 +112,7 @@ def test_csi_early_stopping_stops_ppo_and_keeps_that_steps_checkpoint(sweep):
     root, _ = sweep
     proc = run_inform("experiment=smoke", "beta=0.01", "early_stop.enabled=true", "early_stop.e_max=1e-9", cwd=root)
     assert "early stop: csi/value change rate" in proc.stdout and "at step 8, stopping" in proc.stdout
-    out = Path(proc.stdout.split("ppo: policy -> ")[1].split(",")[0]).parent
+    out = Path(proc.stdout.split("ppo: export -> ")[1].split()[0])
     out = out if out.is_absolute() else root / out
     history = json.loads((out / "eval_history.json").read_text())["history"]
     assert [h["step"] for h in history] == [0, 4, 8] and history[-1]["csi/stop_step"] == 8

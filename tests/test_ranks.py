@@ -1,5 +1,5 @@
 """Several processes per run (torchrun, 2 CPU processes, gloo): rank 0 builds each artifact and
-the other rank joins its training (inform/pipeline/ranks.py)."""
+the other rank joins its training (inform/runtime/ranks.py)."""
 from __future__ import annotations
 
 import json
@@ -97,7 +97,7 @@ def test_the_pipeline_runs_on_two_ranks_each_artifact_built_once_and_logged_once
     proc = torchrun("experiment=smoke", "trainer=ddp", *ON_CPU, "trainer.precision=32-true", "sft.max_steps=30",
                     "ppo.steps=4", "ppo.eval_every=2", f"paths.artifacts={tmp_path}/art", cwd=tmp_path, late_rank=True)
     log = proc.stdout + proc.stderr
-    stages = ("sft", "gold", "label", "rm", "sft_stats", "ppo")
+    stages = ("sft", "gold", "label", "rm", "sft_stats", "sft_train_stats", "ppo")
     for stage in stages:
         assert log.count(f" - {stage}: built ") == 1 and log.count(f" - {stage}: rank 1 uses ") == 1, stage
     left = sorted(p.name for p in (tmp_path / "art").iterdir() if not p.name.endswith(".lock"))
@@ -151,8 +151,8 @@ def test_the_run_folders_time_is_torchruns_start_in_every_rank_and_now_elsewhere
 def two_ranks(monkeypatch):
     """This process as one rank of a 2-process run (no process group: the stage cache's ranks
     agree through files), outside Slurm, with no preemption signal yet."""
-    from inform.pipeline import cache, ranks
-    from inform.pipeline.preempt import PREEMPTION
+    from inform.runtime import cache, ranks
+    from inform.runtime.preempt import PREEMPTION
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(ranks, "_token", "run1")

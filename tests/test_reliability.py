@@ -20,8 +20,8 @@ from inform.data.sources import DataError
 from inform.models.causal_lm import build_causal_lm, load_causal_lm
 from inform.models.reward_model import RewardModel
 from inform.models.tokenizer import load_tokenizer, train_tiny_tokenizer
-from inform.pipeline.common import redact
-from inform.pipeline.preempt import check_resume_checkpoint
+from inform.tracking.loggers import redact
+from inform.runtime.preempt import check_resume_checkpoint
 from inform.tracking.wandb_offline import find_runs
 from tests.conftest import ROOT, run_inform
 

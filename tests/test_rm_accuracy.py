@@ -144,8 +144,8 @@ def test_labels_show_what_differs(tmp_path):
     def export(name, objective, loss, head, seed=0):
         d = tmp_path / name
         d.mkdir()
-        spec = {"objective": {"name": objective, "loss": loss, "head": head},
-                "reward": {"name": "tiny"}, "rm": {"data": "labels", "init": "sft"}, "seed": seed}
+        spec = {"keys": {"objective": {"name": objective, "loss": loss, "head": head},  # as inform/pipeline/graph.py writes it
+                         "reward": {"name": "tiny"}, "rm": {"data": "labels", "init": "sft"}, "seed": seed}, "upstream": {}}
         (d / "spec.json").write_text(json.dumps(spec))
         return d
 

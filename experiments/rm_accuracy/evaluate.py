@@ -63,7 +63,7 @@ from omegaconf import OmegaConf
 from inform.data import sources
 from inform.models.reward_model import META_FILE, RewardModel
 from inform.models.tokenizer import tokenizer_from
-from inform.pipeline.cache import COMPLETE, SPEC
+from inform.runtime.cache import COMPLETE, SPEC
 from inform.pipeline.reward_fit import SCORE_STATS, pair_examples, score_pairs
 from inform.report.curves import plt, save_figure
 
@@ -176,8 +176,18 @@ def find_exports(paths: list[Path], stages: list[str]) -> list[Path]:
 
 
 def read_spec(export: Path) -> dict:
+    """The config values an export was built from (its spec.json, written by the stage table,
+    inform/pipeline/graph.py: {"keys": {dotted key: value}, "upstream": {stage: hash}, ...}),
+    flat: {key: value}, plus `member` (an ensemble member's index) and `members` (WARM's)."""
     f = export / SPEC
-    return json.loads(f.read_text()) if f.is_file() else {}
+    if not f.is_file():
+        return {}
+    spec = json.loads(f.read_text())
+    flat = dict(spec.get("keys", {}))
+    flat["member"] = spec.get("member")
+    if export.name.startswith("warm-"):
+        flat["members"] = [u for u in spec.get("upstream", {}) if u.startswith("rm")]
+    return flat
 
 
 def attributes(export: Path, spec: dict) -> dict:
@@ -191,7 +201,7 @@ def attributes(export: Path, spec: dict) -> dict:
             a[sym] = loss[key]
     if (objective.get("head") or {}).get("kind") == "ib":
         a["D"] = objective["head"].get("latent_dim")
-    model = spec.get("reward") or spec.get("model") or {}
+    model = spec.get("reward") or spec.get("gold_model") or {}
     a["model"] = model.get("name")
     rm = spec.get("rm") or spec.get("gold") or {}
     a["data"], a["init"] = rm.get("data"), rm.get("init")
@@ -223,7 +233,8 @@ def labels(exports: list[Path]) -> list[str]:
 
 def token_limits(spec: dict, max_prompt: int | None, max_response: int | None) -> tuple[int, int]:
     """CLI flags first, then the RM's training limits (spec.json), then 512 / 256."""
-    trained = spec.get("max_tokens") or DEFAULT_MAX_TOKENS
+    trained = (spec.get("data.max_prompt_tokens"), spec.get("data.max_response_tokens"))
+    trained = trained if None not in trained else DEFAULT_MAX_TOKENS
     return (max_prompt or int(trained[0]), max_response or int(trained[1]))
 
 

@@ -36,8 +36,6 @@ def validate(cfg: DictConfig) -> DictConfig:
         msg = str(err).splitlines()[0]
         raise ConfigError(f"{key}: {msg}") from None
     check_target(typed.objective.loss, "objective.loss")
-    if typed.stage._target_ is not None:  # transitional: stages dispatch by name
-        check_target(typed.stage, "stage", check_args=False)  # a stage is called with the config
     check_target(typed.trainer, "trainer")
     for name, node in typed.logger.items():
         check_target(node, f"logger.{name}")

@@ -20,7 +20,7 @@ def _fail(key: str, msg: str) -> None:
     raise ConfigError(f"{key}: {msg}")
 
 
-def check_target(node: Any, key: str, check_args: bool = True) -> None:
+def check_target(node: Any, key: str) -> None:
     """A `_target_` node names an importable object, and each argument is one it accepts."""
     if not isinstance(node, DictConfig) or "_target_" not in node:
         _fail(key, "expected a node with a _target_")
@@ -28,8 +28,6 @@ def check_target(node: Any, key: str, check_args: bool = True) -> None:
         obj = get_object(node._target_)
     except Exception as err:
         _fail(f"{key}._target_", f"cannot import {node._target_!r} ({err})")
-    if not check_args:
-        return
     fn = obj.__init__ if inspect.isclass(obj) else obj
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -158,7 +156,7 @@ def _processes(value) -> int | None:
 
 def _check_processes(trainer: DictConfig) -> None:
     """Several processes per run (devices x num_nodes > 1) are started by torchrun, one per
-    device (inform/pipeline/ranks.py): a Trainer asking for more than the run has would
+    device (inform/runtime/ranks.py): a Trainer asking for more than the run has would
     otherwise start its own copies of the whole pipeline, or wait for ranks that never come."""
     n = [_processes(trainer.get(key, 1)) for key in ("devices", "num_nodes")]
     if None in n:

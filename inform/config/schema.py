@@ -68,9 +68,7 @@ class DataSchema:
 
 @dataclass
 class StageSchema:
-    name: str
-    # transitional: conf/stage/*.yaml still name their function; `stage=X` dispatches by `name`
-    _target_: Optional[str] = None
+    name: str  # the stage to build; `stage=X` dispatches through inform/pipeline/graph.py's table
 
 
 @dataclass
@@ -213,6 +211,7 @@ class Schema:
     group: Optional[str]
     on_nonfinite: str
     explain: bool
+    audit: bool
     paths: PathsSchema
     sft: SFTSchema
     rm: RMSchema

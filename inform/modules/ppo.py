@@ -73,9 +73,9 @@ class PPOModule(L.LightningModule):
         self.on_nonfinite, self.skipped_nonfinite = on_nonfinite, 0
         self.gaussian, self.sft_energy = gaussian, sft_energy
         if cfg.energy_coef and sft_energy is None:
-            raise ValueError("energy_coef > 0 needs the SFT energies of the PPO prompts (the sft_stats stage)")
+            raise ValueError("energy_coef > 0 needs the SFT energies of the PPO prompts (the sft_train_stats stage)")
         if cfg.ibl_coef and gaussian is None:
-            raise ValueError("ibl_coef > 0 needs the SFT latents' Gaussian (the sft_stats stage)")
+            raise ValueError("ibl_coef > 0 needs the SFT latents' Gaussian (the sft_train_stats stage)")
         self.energy = EnergyRecorder(policy) if (record_energy or cfg.energy_coef) else None
         self.policy, self.ref, self.critic = policy, ref.eval().requires_grad_(False), critic
         self.proxy, self.proxy_model = proxy, proxy.model  # registered so it moves with the module

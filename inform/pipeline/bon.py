@@ -22,43 +22,34 @@ import torch
 from omegaconf import DictConfig
 
 from inform.data.collate import PromptCollator
+from inform.data.rows import load_rows, prompt_ids
 from inform.models.causal_lm import load_causal_lm
 from inform.models.tokenizer import tokenizer_from
-from inform.pipeline import common
-from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, write_json
-from inform.pipeline.gold import ensure_gold, gold_spec
-from inform.pipeline.label import ensure_labels, label_spec
-from inform.pipeline.scorers import ensure_proxy, gold_scorer, proxy_scorer, proxy_spec
-from inform.pipeline.sft import ensure_sft, sft_spec
+from inform.pipeline.scorers import gold_scorer, proxy_scorer
 from inform.report.curves import plt, save_figure
 from inform.rl.best_of_n import bon_curve
 from inform.rl.rollout import sample
+from inform.runtime.files import write_json
+from inform.runtime.run_dir import seed_stage, stage_dir
+from inform.runtime.trainer import stage_device
+from inform.tracking.loggers import finish_loggers, log_image, make_loggers
 
 log = logging.getLogger("inform")
 CURVE, RESULT, SCORES = "best_of_n.png", "bon.json", "scores.npz"
 METRICS = ("bon/kl", "bon/proxy", "bon/gold")
 
 
-def bon_spec(cfg: DictConfig) -> dict:
-    return {
-        "bon": plain(cfg.bon), "eval": plain(cfg.eval), "seed": cfg.seed, "eval_prompts": plain(cfg.data.eval_prompts),
-        "max_new_tokens": cfg.ppo.max_new_tokens, "sft": spec_hash(sft_spec(cfg)), "rm": proxy_spec(cfg),
-        "gold": spec_hash(gold_spec(cfg)), "labels": spec_hash(label_spec(cfg)),
-        "max_tokens": [cfg.data.max_prompt_tokens, cfg.data.max_response_tokens],
-    }
-
-
 @torch.no_grad()
 def sample_and_score(cfg: DictConfig, sft: Path, rm: list[Path], gold: Path, labels: Path) -> dict[str, torch.Tensor]:
     """N samples per eval prompt, scored: proxy, gold (P, N) float, has_eos (P, N) bool, length (P, N)."""
-    common.seed_stage(cfg, "bon")  # the sampling noise depends on (seed, stage) only
-    device = common.stage_device(cfg)
+    seed_stage(cfg, "bon")  # the sampling noise depends on (seed, stage) only
+    device = stage_device(cfg)
     tok = tokenizer_from(sft)
     policy = load_causal_lm(str(sft), tok, cfg.policy.dtype).to(device).eval()
     proxy = proxy_scorer(cfg, rm, tok, cfg.eval.missing_eos_penalty).to(device)
     gold_ = gold_scorer(cfg, gold, labels, tok).to(device)
-    texts = common.load_rows(cfg, "eval_prompts")["prompt"][: cfg.eval.n_prompts]
-    ids = common.prompt_ids(cfg, tok, texts, "eval_prompts")
+    texts = load_rows(cfg, "eval_prompts")["prompt"][: cfg.eval.n_prompts]
+    ids = prompt_ids(cfg, tok, texts, "eval_prompts")
     n_prompts, n_samples = len(ids), cfg.bon.n_samples
     total = n_prompts * n_samples  # row k = sample k % N of prompt k // N
     out = {k: torch.zeros(total) for k in ("proxy", "gold", "length")}
@@ -118,9 +109,9 @@ def summarize(rows: list[dict], scores: dict[str, torch.Tensor]) -> dict:
     return out
 
 
-def build_bon(cfg: DictConfig, out: Path, sft: Path, rm: list[Path], gold: Path, labels: Path) -> None:
-    save_dir = common.stage_dir(cfg, "bon")
-    scores = sample_and_score(cfg, sft, rm, gold, labels)
+def build_bon(cfg: DictConfig, out: Path, up: dict, fingerprint: str) -> None:
+    save_dir = stage_dir(cfg, "bon")
+    scores = sample_and_score(cfg, up["sft"], up["proxy"], up["gold"], up["label"])
     rows = bon_curve(scores["proxy"], scores["gold"], cfg.bon.ns)
     n_prompts, n_samples = scores["proxy"].shape
     setup = {"n_prompts": n_prompts, "n_samples": n_samples, "temperature": cfg.eval.temperature, "top_p": cfg.eval.top_p,
@@ -131,23 +122,12 @@ def build_bon(cfg: DictConfig, out: Path, sft: Path, rm: list[Path], gold: Path,
              f"N={n_samples} samples x {n_prompts} prompts (unbiased estimator)")
     curve = plot_best_of_n(rows, save_dir / CURVE, title)
     shutil.copy(curve, out / CURVE)
-    loggers = common.make_loggers(cfg, "bon", save_dir)
+    loggers = make_loggers(cfg, "bon", save_dir)
     log_rows(loggers, rows)
-    common.log_image(loggers, "curves/best_of_n", curve, step=rows[-1]["n"])
-    where = common.finish_loggers(loggers)
+    log_image(loggers, "curves/best_of_n", curve, step=rows[-1]["n"])
+    where = finish_loggers(loggers)
     write_json(out / "metrics.json", {**summarize(rows, scores), "runs": where})
     for r in rows:
         log.info("bon: n=%-4d KL %.3f  proxy %+.3f  gold %+.3f", r["n"], r["bon/kl"], r["bon/proxy"], r["bon/gold"])
     for k, v in where.items():
         log.info("bon: %s run -> %s", k, v)
-
-
-def ensure_bon(cfg: DictConfig) -> Path:
-    sft, gold, labels, rm = ensure_sft(cfg), ensure_gold(cfg), ensure_labels(cfg), ensure_proxy(cfg)
-    return build_once(cfg.paths.artifacts, "bon", bon_spec(cfg), lambda out: build_bon(cfg, out, sft, rm, gold, labels), trains=False)
-
-
-def run_bon(cfg: DictConfig) -> dict:
-    path = ensure_bon(cfg)
-    log.info("bon: rows -> %s, curve -> %s", path / RESULT, path / CURVE)
-    return {"export": str(path), **read_metrics(path)}

@@ -17,15 +17,15 @@ import torch
 from omegaconf import DictConfig
 
 from inform.data.collate import PromptCollator
+from inform.data.rows import load_rows, prompt_ids
 from inform.models.causal_lm import load_causal_lm
 from inform.models.reward_model import RewardModel
 from inform.models.scorer import RewardScorer
 from inform.models.tokenizer import tokenizer_from
-from inform.pipeline import common
-from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, write_json
-from inform.pipeline.gold import ensure_gold, gold_spec
-from inform.pipeline.sft import ensure_sft, sft_spec
 from inform.rl.rollout import sample
+from inform.runtime.files import write_json
+from inform.runtime.run_dir import seed_stage
+from inform.runtime.trainer import stage_device
 
 log = logging.getLogger("inform")
 PAIRS, STATS = "pairs.jsonl", "stats.json"
@@ -35,23 +35,14 @@ def label_prompts(cfg: DictConfig) -> list[str]:
     """`data.label_prompts` when the data set has them (AlpacaFarm: the preference split's
     instructions, as in the paper), else the first `label.n_prompts` of `data.prompts`."""
     if cfg.data.label_prompts is not None:
-        return common.load_rows(cfg, "label_prompts")["prompt"][: cfg.label.n_prompts]
-    return common.load_rows(cfg, "prompts")["prompt"][: cfg.label.n_prompts]
+        return load_rows(cfg, "label_prompts")["prompt"][: cfg.label.n_prompts]
+    return load_rows(cfg, "prompts")["prompt"][: cfg.label.n_prompts]
 
 
 def ppo_prompts(cfg: DictConfig) -> list[str]:
     """The unlabeled instructions PPO trains on: never those the label stage used."""
-    rows = common.load_rows(cfg, "prompts")["prompt"]
+    rows = load_rows(cfg, "prompts")["prompt"]
     return rows if cfg.data.label_prompts is not None else rows[cfg.label.n_prompts :]
-
-
-def label_spec(cfg: DictConfig) -> dict:
-    return {
-        "label": plain(cfg.label), "label_noise": cfg.label_noise, "prompts": plain(cfg.data.prompts),
-        "label_prompts": plain(cfg.data.label_prompts), "seed": cfg.seed,
-        "sft": spec_hash(sft_spec(cfg)), "gold": spec_hash(gold_spec(cfg)),
-        "max_tokens": [cfg.data.max_prompt_tokens, cfg.data.max_response_tokens],
-    }
 
 
 def flip_labels(n_pairs: int, noise: float, seed: int) -> set[int]:
@@ -61,9 +52,10 @@ def flip_labels(n_pairs: int, noise: float, seed: int) -> set[int]:
 
 
 @torch.no_grad()
-def make_labels(cfg: DictConfig, out: Path, sft_path: Path, gold_path: Path) -> None:
-    common.seed_stage(cfg, "label")
-    device = common.stage_device(cfg)
+def make_labels(cfg: DictConfig, out: Path, up: dict, fingerprint: str) -> None:
+    sft_path, gold_path = up["sft"], up["gold"]
+    seed_stage(cfg, "label")
+    device = stage_device(cfg)
     tok = tokenizer_from(sft_path)
     policy = load_causal_lm(str(sft_path), tok, cfg.policy.dtype).to(device).eval()
     gold = RewardScorer(
@@ -72,7 +64,7 @@ def make_labels(cfg: DictConfig, out: Path, sft_path: Path, gold_path: Path) -> 
     )
     texts = label_prompts(cfg)
     n = len(texts)
-    ids = common.prompt_ids(cfg, tok, texts, "label_prompts" if cfg.data.label_prompts is not None else "prompts")
+    ids = prompt_ids(cfg, tok, texts, "label_prompts" if cfg.data.label_prompts is not None else "prompts")
     collate = PromptCollator(tok.pad_token_id)
     samples: list[tuple[int, str, float]] = []  # (prompt index, response text, gold score)
     half = max(1, cfg.label.batch_size // 2)
@@ -119,14 +111,3 @@ def read_pairs(path: Path) -> datasets.Dataset:
 
 def read_stats(path: Path) -> dict:
     return json.loads((Path(path) / STATS).read_text())
-
-
-def ensure_labels(cfg: DictConfig) -> Path:
-    sft_path, gold_path = ensure_sft(cfg), ensure_gold(cfg)
-    return build_once(cfg.paths.artifacts, "label", label_spec(cfg), lambda out: make_labels(cfg, out, sft_path, gold_path), trains=False)
-
-
-def run_label(cfg: DictConfig) -> dict:
-    path = ensure_labels(cfg)
-    log.info("label: pairs -> %s", path / PAIRS)
-    return {"export": str(path), **read_metrics(path)}

@@ -17,6 +17,7 @@ from lightning.pytorch.strategies import DeepSpeedStrategy
 from omegaconf import DictConfig
 
 from inform.data.collate import PromptBatches
+from inform.data.rows import load_rows, prompt_ids
 from inform.detect.mahalanobis import GaussianStats, fit_gaussian
 from inform.models.causal_lm import load_causal_lm
 from inform.models.ensemble import EnsembleScorer
@@ -26,50 +27,36 @@ from inform.models.tokenizer import tokenizer_from
 from inform.models.value_model import ValueModel
 from inform.modules.detector_callback import DetectorCallback
 from inform.modules.ppo import PPOModule
-from inform.pipeline import common, ranks
-from inform.pipeline.cache import build_once, plain, read_metrics, spec_hash, trainer_numerics, write_json
-from inform.pipeline.gold import ensure_gold, gold_spec
-from inform.pipeline.label import ensure_labels, label_spec, ppo_prompts
-from inform.pipeline.scorers import ensure_proxy, gold_scorer, proxy_scorer, proxy_spec
-from inform.pipeline.sft import ensure_sft, sft_spec
-from inform.pipeline.sft_stats import (
-    SFTStats,
-    ensure_sft_stats,
-    load_sft_stats,
-    stats_spec,
-)
+from inform.pipeline.label import ppo_prompts
+from inform.pipeline.scorers import gold_scorer, proxy_scorer
+from inform.pipeline.sft_stats import SFTStats, load_sft_stats, needs_train_stats
 from inform.report.curves import plot_overoptimization
 from inform.rl.evaluate import Evaluator
 from inform.rl.ppo_config import PPOConfig
+from inform.runtime import ranks
+from inform.runtime.files import write_json
+from inform.runtime.run_dir import seed_stage, stage_dir
+from inform.runtime.trainer import (
+    FullWeights,
+    fit,
+    make_loader,
+    make_trainer,
+    trainable_dtype,
+)
+from inform.tracking.loggers import finish_loggers, log_image, make_loggers, report
 
 log = logging.getLogger("inform")
 CURVE = "overoptimization.png"
 
 
-def ppo_spec(cfg: DictConfig) -> dict:
-    return {
-        "ppo": ppo_hyperparameters(cfg), "eval": plain(cfg.eval), "detect": plain(cfg.detect), "detectors": plain(cfg.detectors),
-        "early_stop": plain(cfg.early_stop), "seed": cfg.seed, "prompts": plain(cfg.data.prompts),
-        "label_prompts": plain(cfg.data.label_prompts),
-        "eval_prompts": plain(cfg.data.eval_prompts), "true_reward": plain(cfg.data.true_reward),
-        "n_label_prompts": cfg.label.n_prompts, "sft": spec_hash(sft_spec(cfg)), "rm": proxy_spec(cfg),
-        "gold": spec_hash(gold_spec(cfg)), "labels": spec_hash(label_spec(cfg)), "sft_stats": spec_hash(stats_spec(cfg)),
-        "max_tokens": [cfg.data.max_prompt_tokens, cfg.data.max_response_tokens],
-        **trainer_numerics(cfg),
-    }
-
-
-def ppo_hyperparameters(cfg: DictConfig) -> dict:
-    """cfg.ppo for the hash; the KV cache only when static, so the caches from before it had a key stay valid."""
-    ppo = plain(cfg.ppo)
-    if ppo.get("kv_cache") == "dynamic":
-        del ppo["kv_cache"]
-    return ppo
+def rl_upstream(cfg: DictConfig) -> tuple[str, ...]:
+    """What an RL stage (PPO, RLOO) starts from; the SFT policy's statistics on the PPO prompts
+    only when a detector or mitigation needs them."""
+    return ("sft", "gold", "label", "proxy", "sft_stats") + (("sft_train_stats",) if needs_train_stats(cfg) else ())
 
 
 def ppo_config(cfg: DictConfig) -> PPOConfig:
-    keys = PPOConfig.__dataclass_fields__
-    return PPOConfig(**{k: v for k, v in plain(cfg.ppo).items() if k in keys})
+    return PPOConfig.from_section(cfg.ppo)
 
 
 @dataclass
@@ -84,15 +71,16 @@ class RLParts:
     batches: PromptBatches
 
 
-def rl_parts(cfg: DictConfig, sft: Path, rm: list[Path], gold: Path, labels: Path, prompts_per_step: int) -> RLParts:
+def rl_parts(cfg: DictConfig, up: dict, prompts_per_step: int) -> RLParts:
     """Policy and reference from SFT, the proxy and gold scorers, the evaluator, the prompt batches."""
+    sft, rm, gold, labels = up["sft"], up["proxy"], up["gold"], up["label"]
     tok = tokenizer_from(sft)
-    policy = load_causal_lm(str(sft), tok, common.trainable_dtype(cfg, cfg.policy), cfg.policy.gradient_checkpointing)
+    policy = load_causal_lm(str(sft), tok, trainable_dtype(cfg, cfg.policy), cfg.policy.gradient_checkpointing)
     ref = load_causal_lm(str(sft), tok, cfg.policy.dtype)  # frozen: the preset's dtype (bf16 for the real sizes)
     proxy = proxy_scorer(cfg, rm, tok, cfg.ppo.missing_eos_penalty)
-    eval_texts = common.load_rows(cfg, "eval_prompts")["prompt"][: cfg.eval.n_prompts]
+    eval_texts = load_rows(cfg, "eval_prompts")["prompt"][: cfg.eval.n_prompts]
     evaluator = Evaluator(
-        common.prompt_ids(cfg, tok, eval_texts, "eval_prompts"), eval_texts, tok, gold_scorer(cfg, gold, labels, tok),
+        prompt_ids(cfg, tok, eval_texts, "eval_prompts"), eval_texts, tok, gold_scorer(cfg, gold, labels, tok),
         max_new_tokens=cfg.ppo.max_new_tokens, temperature=cfg.eval.temperature, top_p=cfg.eval.top_p,
         batch_size=cfg.eval.batch_size, missing_eos_penalty=cfg.eval.missing_eos_penalty, kv_cache=cfg.ppo.kv_cache,
         true_reward=instantiate(cfg.data.true_reward) if cfg.data.true_reward is not None else None,
@@ -104,18 +92,19 @@ def rl_parts(cfg: DictConfig, sft: Path, rm: list[Path], gold: Path, labels: Pat
         )
     # several processes: each runs ppo.steps iterations on batches of its own (ResumableSampler splits them)
     steps = cfg.ppo.steps * ranks.world_size()
-    batches = PromptBatches(common.prompt_ids(cfg, tok, prompts, "prompts"), prompts_per_step, steps, cfg.seed, tok.pad_token_id,
+    batches = PromptBatches(prompt_ids(cfg, tok, prompts, "prompts"), prompts_per_step, steps, cfg.seed, tok.pad_token_id,
                             fixed_width=cfg.ppo.kv_cache == "static")
     return RLParts(tok, policy, ref, proxy, evaluator, batches)
 
 
-def build_module(cfg: DictConfig, sft: Path, rm: list[Path], gold: Path, labels: Path, stats: SFTStats) -> tuple[PPOModule, PromptBatches]:
+def build_module(cfg: DictConfig, up: dict, stats: SFTStats) -> tuple[PPOModule, PromptBatches]:
     """The four models, the scorers, the evaluator and the prompt batches of a PPO run."""
-    parts = rl_parts(cfg, sft, rm, gold, labels, cfg.ppo.batch_size)
+    parts = rl_parts(cfg, up, cfg.ppo.batch_size)
+    sft, rm = up["sft"], up["proxy"]
     if cfg.ppo.critic_init == "reward":
-        critic = ValueModel.from_reward_model(RewardModel.from_pretrained(rm[0], common.trainable_dtype(cfg, cfg.reward)))
+        critic = ValueModel.from_reward_model(RewardModel.from_pretrained(rm[0], trainable_dtype(cfg, cfg.reward)))
     else:
-        dtype = common.trainable_dtype(cfg, cfg.policy)
+        dtype = trainable_dtype(cfg, cfg.policy)
         critic = ValueModel.from_causal_lm(load_causal_lm(str(sft), parts.tok, dtype, cfg.policy.gradient_checkpointing))
     module = PPOModule(
         parts.policy, parts.ref, critic, parts.proxy, parts.tok, ppo_config(cfg), parts.evaluator, seed=cfg.seed,
@@ -140,29 +129,29 @@ def detector_callback(cfg: DictConfig, out_dir: Path, module: PPOModule, stats: 
     )
 
 
-def train_ppo(cfg: DictConfig, out: Path, sft: Path, rm: list[Path], gold: Path, labels: Path, stats_path: Path) -> None:
-    common.seed_stage(cfg, "ppo")
-    stats = load_sft_stats(stats_path)
-    module, batches = build_module(cfg, sft, rm, gold, labels, stats)
-    fit_and_export(cfg, out, "ppo", module, batches, stats, spec_hash(ppo_spec(cfg)))
+def train_ppo(cfg: DictConfig, out: Path, up: dict, fingerprint: str) -> None:
+    seed_stage(cfg, "ppo")
+    stats = load_sft_stats(up)
+    module, batches = build_module(cfg, up, stats)
+    fit_and_export(cfg, out, "ppo", module, batches, stats, fingerprint)
 
 
 def fit_and_export(cfg: DictConfig, out: Path, stage: str, module, batches: PromptBatches, stats: SFTStats, fingerprint: str) -> None:
     """Train an RL module (PPO, RLOO) one prompt batch per step; export the policy, the eval
     history, the over-optimization curve and the metrics."""
-    save_dir = common.stage_dir(cfg, stage)
-    loggers = common.make_loggers(cfg, stage, save_dir)
-    full = common.FullWeights("policy")
+    save_dir = stage_dir(cfg, stage)
+    loggers = make_loggers(cfg, stage, save_dir)
+    full = FullWeights("policy")
     callbacks = [detector_callback(cfg, save_dir / "csi", module, stats)] if cfg.detect else []
-    train_dl = common.make_loader(batches, None, None, shuffle=False, seed=cfg.seed)  # item i = iteration i's prompts
-    trainer = common.make_trainer(
+    train_dl = make_loader(batches, None, None, shuffle=False, seed=cfg.seed)  # item i = iteration i's prompts
+    trainer = make_trainer(
         cfg, stage, save_dir, loggers, [full, *callbacks], train_loader=train_dl, fingerprint=fingerprint, max_epochs=1, max_steps=-1,
         gradient_clip_val=None, limit_val_batches=0, log_every_n_steps=1,
     )
     if isinstance(trainer.strategy, DeepSpeedStrategy):  # manual optimization: the engine does the clipping
         trainer.strategy.config["gradient_clipping"] = cfg.ppo.max_grad_norm
-    common.fit(trainer, module, save_dir, train_dl)
-    if ranks.rank() > 0:  # rank 0 exports (inform/pipeline/ranks.py)
+    fit(trainer, module, save_dir, train_dl)
+    if ranks.rank() > 0:  # rank 0 exports (inform/runtime/ranks.py)
         return
 
     module.policy.save_pretrained(out / "policy", state_dict=full.state)
@@ -174,10 +163,10 @@ def fit_and_export(cfg: DictConfig, out: Path, stage: str, module, batches: Prom
     shutil.copy(curve, out / CURVE)
     if (save_dir / "csi" / "latents.npz").is_file():
         shutil.copy(save_dir / "csi" / "latents.npz", out / "latents.npz")
-    common.log_image(loggers, "curves/overoptimization", curve, step=module.iteration)
-    where = common.finish_loggers(loggers)
+    log_image(loggers, "curves/overoptimization", curve, step=module.iteration)
+    where = finish_loggers(loggers)
     write_json(out / "metrics.json", {**summarize(module.eval_history), "runs": where})
-    common.report(stage, where, save_dir)
+    report(stage, where, save_dir)
     log.info("%s: over-optimization curve -> %s", stage, save_dir / CURVE)
 
 
@@ -194,15 +183,3 @@ def summarize(history: list[dict]) -> dict:
         out.update({"early_stop/stop_step": stops[0]["step"], "early_stop/stop_kl": stops[0]["eval/kl"],
                     "early_stop/stop_gold": stops[0].get("reward/gold")})
     return out
-
-
-def ensure_ppo(cfg: DictConfig) -> Path:
-    sft, gold, labels, rm = ensure_sft(cfg), ensure_gold(cfg), ensure_labels(cfg), ensure_proxy(cfg)
-    stats = ensure_sft_stats(cfg)
-    return build_once(cfg.paths.artifacts, "ppo", ppo_spec(cfg), lambda out: train_ppo(cfg, out, sft, rm, gold, labels, stats))
-
-
-def run_ppo(cfg: DictConfig) -> dict:
-    path = ensure_ppo(cfg)
-    log.info("ppo: policy -> %s, curve -> %s", path / "policy", path / CURVE)
-    return {"export": str(path), **read_metrics(path)}

@@ -9,20 +9,33 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from inform.config.plain import plain
 from inform.data.collate import PreferenceCollator, encode_responses
+from inform.data.rows import holdout, prompt_ids
 from inform.models.causal_lm import build_causal_lm, load_causal_lm
 from inform.models.reward_model import RewardModel
 from inform.models.tokenizer import load_tokenizer, tokenizer_from
 from inform.modules.reward import RewardModule
-from inform.pipeline import common, ranks
-from inform.pipeline.cache import plain, write_json
+from inform.runtime import ranks
+from inform.runtime.files import write_json
+from inform.runtime.run_dir import seed_stage, stage_dir
+from inform.runtime.trainer import (
+    FullWeights,
+    fit,
+    make_loader,
+    make_trainer,
+    metrics_of,
+    stage_device,
+    trainable_dtype,
+)
+from inform.tracking.loggers import finish_loggers, make_loggers, report
 
 SCORE_STATS = "score_stats.json"
 
 
 def pair_examples(tokenizer, rows, cfg: DictConfig) -> list[tuple[list[int], list[int], list[int]]]:
     """(prompt_ids, chosen_ids, rejected_ids) per preference row."""
-    p = common.prompt_ids(cfg, tokenizer, rows["prompt"], "preference")
+    p = prompt_ids(cfg, tokenizer, rows["prompt"], "preference")
     c = encode_responses(tokenizer, rows["chosen"], cfg.data.max_response_tokens)
     r = encode_responses(tokenizer, rows["rejected"], cfg.data.max_response_tokens)
     return list(zip(p, c, r))
@@ -39,8 +52,8 @@ def fit_reward_model(
     members and WARM's members set them."""
     data_seed = cfg.seed if data_seed is None else data_seed
     head_seed = cfg.seed if head_seed is None else head_seed
-    common.seed_stage(cfg, stage)
-    dtype = common.trainable_dtype(cfg, model_cfg)
+    seed_stage(cfg, stage)
+    dtype = trainable_dtype(cfg, model_cfg)
     if init_path is None:
         tokenizer = load_tokenizer(model_cfg)
         lm = build_causal_lm(model_cfg, tokenizer, seed=cfg.seed, dtype=dtype)
@@ -52,34 +65,34 @@ def fit_reward_model(
         model = RewardModel.from_causal_lm(lm, plain(objective.head))
     del lm
 
-    train, val = common.holdout(pair_examples(tokenizer, rows, cfg), section.val_size)
+    train, val = holdout(pair_examples(tokenizer, rows, cfg), section.val_size)
     collate = PreferenceCollator(tokenizer.pad_token_id)
-    train_dl = common.make_loader(train, section.batch_size, collate, shuffle=True, seed=data_seed)
+    train_dl = make_loader(train, section.batch_size, collate, shuffle=True, seed=data_seed)
     val_dl = DataLoader(val, batch_size=section.batch_size, collate_fn=collate) if val else None
 
-    save_dir = common.stage_dir(cfg, stage)
-    loggers = common.make_loggers(cfg, stage, save_dir)
+    save_dir = stage_dir(cfg, stage)
+    loggers = make_loggers(cfg, stage, save_dir)
     module = RewardModule(
         model, instantiate(objective.loss), lr=section.lr, weight_decay=section.weight_decay,
         warmup_steps=section.warmup_steps, on_nonfinite=cfg.on_nonfinite,
     )
-    full = common.FullWeights("model")
-    trainer = common.make_trainer(
+    full = FullWeights("model")
+    trainer = make_trainer(
         cfg, stage, save_dir, loggers, [full], train_loader=train_dl, fingerprint=fingerprint, max_epochs=section.epochs,
         max_steps=section.max_steps,
     )
-    common.fit(trainer, module, save_dir, train_dl, val_dl)
-    if ranks.rank() > 0:  # rank 0 exports (inform/pipeline/ranks.py)
+    fit(trainer, module, save_dir, train_dl, val_dl)
+    if ranks.rank() > 0:  # rank 0 exports (inform/runtime/ranks.py)
         return
     model.save_pretrained(out, tokenizer, state_dict=full.state)
     if full.state is not None:  # ZeRO-3 left shards in `model`: score with the export
         model = RewardModel.from_pretrained(out, model_cfg.dtype)
-    stats = score_stats(model, train, tokenizer.pad_token_id, device=common.stage_device(cfg))
+    stats = score_stats(model, train, tokenizer.pad_token_id, device=stage_device(cfg))
     write_json(out / SCORE_STATS, stats)
-    metrics = {**common.metrics_of(trainer), "rm/score_mean": stats["mean"], "rm/score_std": stats["std"]}
-    where = common.finish_loggers(loggers)
+    metrics = {**metrics_of(trainer), "rm/score_mean": stats["mean"], "rm/score_std": stats["std"]}
+    where = finish_loggers(loggers)
     write_json(out / "metrics.json", {**metrics, "runs": where})
-    common.report(stage, where, save_dir)
+    report(stage, where, save_dir)
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from inform.data.collate import PromptBatches, ResumableSampler, encode_prompts
 from inform.models.scorer import RewardScorer
 from inform.models.value_model import ValueModel
 from inform.modules.ppo import PPOModule
-from inform.pipeline import ranks
+from inform.runtime import ranks
 from inform.rl.ppo_config import PPOConfig
 
 

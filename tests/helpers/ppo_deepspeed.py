@@ -20,7 +20,7 @@ from inform.data.collate import PromptBatches, encode_prompts  # noqa: E402
 from inform.models.scorer import RewardScorer  # noqa: E402
 from inform.models.value_model import ValueModel  # noqa: E402
 from inform.modules.ppo import PPOModule  # noqa: E402
-from inform.pipeline.common import FullWeights  # noqa: E402
+from inform.runtime.trainer import FullWeights  # noqa: E402
 from inform.rl.ppo_config import PPOConfig  # noqa: E402
 from tests.helpers.cpu_deepspeed import CPUDeepSpeedStrategy  # noqa: E402
 

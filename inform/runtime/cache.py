@@ -1,7 +1,8 @@
 """The stage cache: `<artifacts>/<stage>-<hash>/`, content-addressed, atomic, locked.
 
-The hash covers what determines a stage's output: its own config and the hashes of its
-inputs (`spec`). A stage is built in a temporary folder beside its final place, marked
+The hash covers what determines a stage's output (`spec`): the stage table
+(inform/pipeline/graph.py) makes it from the config keys the stage declares and the hashes of
+its upstream stages; this file only stores and finds artifacts by it. A stage is built in a temporary folder beside its final place, marked
 complete, then renamed in one step; a file lock makes concurrent jobs that need the same
 stage wait for one builder instead of training it twice. A folder without the marker (a
 killed job's leftovers) is never trusted: it is rebuilt.
@@ -14,17 +15,17 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from filelock import FileLock, Timeout
-from omegaconf import DictConfig, OmegaConf
 
 from inform import __version__
-from inform.pipeline import ranks
-from inform.pipeline.preempt import PREEMPTION
+from inform.config.plain import plain
+from inform.runtime import ranks
+from inform.runtime.files import make_dir
+from inform.runtime.preempt import PREEMPTION
 
 log = logging.getLogger("inform")
 _announced: set[Path] = set()  # reused artifacts already reported by this process
@@ -32,35 +33,6 @@ COMPLETE = "COMPLETE"
 SPEC = "spec.json"
 STOP_MARKER_KEPT_S = 3600  # ranks > 0 poll every 0.5 s: an hour-old stop marker has been read
 LOCK_POLL_S = 5.0  # how often a job waiting for another's build checks for a preemption signal
-
-
-def plain(x: Any) -> Any:
-    """Resolved plain containers for hashing and JSON."""
-    if isinstance(x, DictConfig) or OmegaConf.is_config(x):
-        return OmegaConf.to_container(x, resolve=True)
-    return x
-
-
-def deepspeed_stage(cfg) -> int | None:
-    """The ZeRO stage when the trainer config uses a DeepSpeed strategy, else None."""
-    strategy = cfg.trainer.get("strategy")
-    if isinstance(strategy, Mapping) and "DeepSpeed" in str(strategy.get("_target_", "")):
-        return int(strategy.get("stage", 2))
-    return None
-
-
-def trainer_numerics(cfg) -> dict:
-    """What of the trainer changes a stage's numbers: the precision; under DeepSpeed its ZeRO
-    stage (fp32 master weights in its own optimizer; PPO's policy and critic clipped
-    together); with several processes their number (batch sizes are per process). The last
-    two join only when set, so the artifacts of one plain process keep their hashes."""
-    out = {"precision": str(cfg.trainer.get("precision"))}
-    zero, processes = deepspeed_stage(cfg), ranks.world_size()
-    if zero is not None:
-        out["deepspeed_stage"] = zero
-    if processes > 1:
-        out["processes"] = processes
-    return out
 
 
 def spec_hash(spec: dict) -> str:
@@ -81,7 +53,7 @@ def build_once(root: str | Path, stage: str, spec: dict, build: Callable[[Path],
     """The artifact of `stage` for `spec`, built by `build(tmp_dir)` unless already complete.
 
     `trains`: the build runs a Trainer, which every rank of a multi-process run must join
-    (inform/pipeline/ranks.py); otherwise rank 0 builds alone."""
+    (inform/runtime/ranks.py); otherwise rank 0 builds alone."""
     final = artifact_path(root, stage, spec)
     if ranks.rank() > 0:
         stop_if_rank0_stopped(final.parent, stage)
@@ -193,26 +165,3 @@ def follow(final: Path, stage: str, build: Callable[[Path], None] | None, poll_s
             build = None  # joined; now wait for rank 0's export
         time.sleep(poll_s)
     return final
-
-
-def make_dir(path: Path, key: str) -> Path:
-    """mkdir -p, with an error that names the config key and the path when it cannot."""
-    try:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        probe = Path(path) / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise OSError(f"{key}: cannot write to {path} ({err.strerror or err})") from None
-    return Path(path)
-
-
-def read_metrics(path: Path) -> dict:
-    f = path / "metrics.json"
-    return json.loads(f.read_text()) if f.is_file() else {}
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)

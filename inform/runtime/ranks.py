@@ -9,7 +9,7 @@ Every process runs the same stages. For each artifact of the stage cache (`cache
 - a rank > 0 waits until the artifact is complete (then reuses it) or until its run's marker
   appears: it then trains with rank 0 (DDP or DeepSpeed need every rank in the Trainer) into
   a scratch folder it deletes; a stage without a Trainer (labels, statistics) is rank 0's.
-Preemption (inform/pipeline/preempt.py): Slurm's signal reaches every rank. Inside a Trainer
+Preemption (inform/runtime/preempt.py): Slurm's signal reaches every rank. Inside a Trainer
 the ranks agree, each step, whether any of them got it, and stop after the same step; between
 stages rank 0 decides and leaves `.stop-<token>` for the others. Only rank 0 requeues.
 The ranks agree through files, not through a collective: rank 0 may wait on the lock for hours

@@ -8,7 +8,7 @@ How a preempted or time-limited job keeps its work:
    hand: `scancel --signal=USR1 --batch <job>`.
 2. The handler (installed when the run starts, `run.py`) only records the request (no work
    inside a signal handler). Between stages the job requeues at once; several ranks follow
-   rank 0 there (inform/pipeline/ranks.py).
+   rank 0 there (inform/runtime/ranks.py).
 3. At the end of the step that is running (`on_train_batch_end`, where Lightning expects
    a mid-epoch checkpoint) the `PreemptCheckpoint` callback writes
    `checkpoints/preempt.ckpt` atomically: weights, optimizer(s), LR schedulers, Lightning's
@@ -40,7 +40,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from inform.pipeline import ranks
+from inform.runtime import ranks
 
 log = logging.getLogger("inform")
 SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
