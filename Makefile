@@ -30,12 +30,12 @@ clean:
 
 # The paper experiments (experiments/README.md). Each grid (methods x knobs x seeds) is a file
 # of conf/grid/: Hydra's sweeper reads its hydra.sweeper.params, and its hydra.sweep.dir is the
-# folder the analysis reads. A target runs its grids here, `run.py -m +grid=<name>`, one run
+# folder the analysis reads. A target runs its grids here, `run.py -m grid=<name>`, one run
 # after another, then its analysis script (PNG and results.md). Variables:
 #   EXPERIMENT_ARGS  Hydra overrides for every grid of the target; one for a key the grid has
 #                    replaces the grid's entry (EXPERIMENT_ARGS="seed=0,1,2": 3 seeds a point).
 #                    With --slurm among them, each grid goes to Slurm as a job array instead,
-#                    `sbatch $(SBATCH_ARGS) slurm/sweep.sh +grid=<name> ...` (the same points),
+#                    `sbatch $(SBATCH_ARGS) slurm/sweep.sh grid=<name> ...` (the same points),
 #                    and the target prints the analysis command for when the arrays are done.
 #   RUNS             the sweep folder instead of the grid files' (RUNS/<grid> for the
 #                    experiments of several grids); the analysis reads it
@@ -45,7 +45,7 @@ comma := ,
 GRID_OVERRIDES = $(filter-out --slurm --tiny,$(EXPERIMENT_FLAGS) $(EXPERIMENT_ARGS))
 SLURM_GRIDS = $(filter --slurm,$(EXPERIMENT_FLAGS) $(EXPERIMENT_ARGS))
 # $(call run_grid,<grid>,<its folder under RUNS>,<overrides before EXPERIMENT_ARGS>)
-run_grid = $(if $(SLURM_GRIDS),sbatch $(SBATCH_ARGS) slurm/sweep.sh,$(PY) run.py -m) +grid=$(1) \
+run_grid = $(if $(SLURM_GRIDS),sbatch $(SBATCH_ARGS) slurm/sweep.sh,$(PY) run.py -m) grid=$(1) \
   $(if $(RUNS),hydra.sweep.dir=$(RUNS)$(2)) $(3) $(GRID_OVERRIDES)
 # $(call analyze,<script>,<what it reads>,<arguments>): here, or printed for when the arrays are done
 analyze = $(if $(SLURM_GRIDS),@echo "when the arrays are done:") $(PY) experiments/$(1) $(2) \

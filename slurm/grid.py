@@ -2,12 +2,12 @@
 
     python slurm/grid.py count beta=0.1,0.01 latent_dim=64,128        -> 4
     python slurm/grid.py point 3 beta=0.1,0.01 latent_dim=64,128      -> beta=0.01 / latent_dim=128
-    python slurm/grid.py count +grid=methods/objectives seed=0,1,2    -> 54 (conf/grid/methods/objectives.yaml)
-    python slurm/grid.py list +grid=sensitivity                       -> every job, one a line
-    python slurm/grid.py dir +grid=sensitivity                        -> experiments/sensitivity/runs
+    python slurm/grid.py count grid=methods/objectives seed=0,1,2    -> 54 (conf/grid/methods/objectives.yaml)
+    python slurm/grid.py list grid=sensitivity                       -> every job, one a line
+    python slurm/grid.py dir grid=sensitivity                        -> experiments/sensitivity/runs
 
 The arguments are the overrides of `python run.py -m`. As Hydra does under -m, the config is
-composed with the overrides that sweep nothing (so `+grid=<file in conf/grid/>`, an
+composed with the overrides that sweep nothing (so `grid=<file in conf/grid/>`, an
 `experiment=`, `hydra.*` apply); its `hydra.sweeper.params` come first, then the command
 line's non-Hydra overrides, and Hydra's BasicSweeper turns that list into jobs: one entry per
 key, a later entry for a key replacing an earlier one in its place (so `seed=0,1,2` on the

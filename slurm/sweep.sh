@@ -3,7 +3,7 @@
 # overrides, as for `python run.py -m`, a grid file of conf/grid/ included:
 #   sbatch slurm/sweep.sh beta=0.1,0.01 latent_dim=64,128
 #   sbatch slurm/sweep.sh experiment=smoke seed=0,1,2 objective=bt,ib
-#   sbatch slurm/sweep.sh +grid=methods/objectives seed=0,1,2   # the grid's params, seed replaced
+#   sbatch slurm/sweep.sh grid=methods/objectives seed=0,1,2   # the grid's params, seed replaced
 #   sbatch -p gpu --gres=gpu:1 --time=12:00:00 slurm/sweep.sh trainer=gpu ...
 # The first job (this script without an array id) expands the grid (slurm/grid.py: the same
 # points, in the same order, as `python run.py -m` with these arguments), makes the sweep

@@ -99,7 +99,7 @@ def make_n(*args: str, script: str | None = None) -> list[list[str]]:
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     lines = [shlex.split(line) for line in proc.stdout.splitlines() if line.strip() and not line.startswith("make")]
-    return [c for c in lines if any(w.startswith(("+grid=", "experiments/")) for w in c)]  # not the venv's
+    return [c for c in lines if any(w.startswith(("grid=", "experiments/")) for w in c)]  # not the venv's
 
 
 TARGETS = {  # target: its grids (conf/grid/), then its analysis and what the analysis reads
@@ -118,7 +118,7 @@ TARGETS = {  # target: its grids (conf/grid/), then its analysis and what the an
 def test_an_experiment_target_runs_its_grids_then_its_analysis(target):
     grids, analysis = TARGETS[target]
     *runs, last = make_n(target)
-    assert runs == [[".venv/bin/python", "run.py", "-m", f"+grid={g}"] for g in grids]
+    assert runs == [[".venv/bin/python", "run.py", "-m", f"grid={g}"] for g in grids]
     assert last[0] == ".venv/bin/python" and last[1:1 + len(analysis)] == analysis
 
 
@@ -129,30 +129,30 @@ def test_every_grid_file_has_a_make_target():
 
 def test_experiment_args_reach_every_grid_and_slurm_gets_the_same_grids():
     *runs, analysis = make_n("experiment-detectors", "EXPERIMENT_ARGS=seed=0,1 ppo.steps=8")
-    assert [r[3:] for r in runs] == [[f"+grid=detectors/{g}", "seed=0,1", "ppo.steps=8"] for g in ("detect", "ibl", "eppo")]
+    assert [r[3:] for r in runs] == [[f"grid=detectors/{g}", "seed=0,1", "ppo.steps=8"] for g in ("detect", "ibl", "eppo")]
     *runs, analysis = make_n("experiment-detectors", "EXPERIMENT_ARGS=--slurm seed=0,1", "SBATCH_ARGS=-p gpu --time=2:00:00")
-    assert runs == [["sbatch", "-p", "gpu", "--time=2:00:00", "slurm/sweep.sh", f"+grid=detectors/{g}", "seed=0,1"]
+    assert runs == [["sbatch", "-p", "gpu", "--time=2:00:00", "slurm/sweep.sh", f"grid=detectors/{g}", "seed=0,1"]
                     for g in ("detect", "ibl", "eppo")]
     assert analysis[:3] == ["echo", "when the arrays are done:", ".venv/bin/python"]  # printed, not run
     *runs, analysis = make_n("experiment-sensitivity", "RUNS=/tmp/s", "EXPERIMENT_ARGS=--slurm")  # RUNS: a folder of one's own
-    assert runs == [["sbatch", "slurm/sweep.sh", "+grid=sensitivity", "hydra.sweep.dir=/tmp/s"]] and "/tmp/s" in analysis
+    assert runs == [["sbatch", "slurm/sweep.sh", "grid=sensitivity", "hydra.sweep.dir=/tmp/s"]] and "/tmp/s" in analysis
 
 
 def test_methods_seeds_and_rm_accuracy_modes():
     *runs, analysis = make_n("experiment-methods-seeds")
-    assert [r[3:5] for r in runs] == [[f"+grid=methods/{g}", f"hydra.sweep.dir=experiments/methods/runs/seeds/{g}"]
+    assert [r[3:5] for r in runs] == [[f"grid=methods/{g}", f"hydra.sweep.dir=experiments/methods/runs/seeds/{g}"]
                                       for g in ("objectives", "ensembles", "bt_kl")]
     assert all("seed=0,1,2" in r and "model@reward=tiny" in r and "paths.artifacts=experiments/methods/runs/seeds-cache" in r for r in runs)
     assert analysis[2:] == ["experiments/methods/runs/seeds", "--out", "experiments/methods/seeds", "--panels", "method"]
     (run, evaluate) = make_n("experiment-rm-accuracy", "RM_ACCURACY_ARGS=")  # the GPU mode
-    assert run[3:] == ["+grid=rm_accuracy/gpu"] and "--dtype" in evaluate
+    assert run[3:] == ["grid=rm_accuracy/gpu"] and "--dtype" in evaluate
     (run, _) = make_n("experiment-rm-accuracy", "RM_ACCURACY_ARGS=--slurm")
-    assert run == ["sbatch", "--gres=gpu:1", "--cpus-per-task=8", "--mem=64G", "--time=12:00:00", "slurm/sweep.sh", "+grid=rm_accuracy/gpu"]
+    assert run == ["sbatch", "--gres=gpu:1", "--cpus-per-task=8", "--mem=64G", "--time=12:00:00", "slurm/sweep.sh", "grid=rm_accuracy/gpu"]
 
 
 def test_run_sh_is_the_make_target():
     (run, _) = make_n("--tiny", "--slurm", "seed=3", script="experiments/rm_accuracy/run.sh")
-    assert run == ["sbatch", "slurm/sweep.sh", "+grid=rm_accuracy/tiny", "seed=3"]
+    assert run == ["sbatch", "slurm/sweep.sh", "grid=rm_accuracy/tiny", "seed=3"]
     *runs, analysis = make_n("seed=0,1", script="experiments/methods/run.sh")
-    assert [r[3:] for r in runs] == [[f"+grid=methods/{g}", "seed=0,1"] for g in ("objectives", "ensembles", "bt_kl")]
+    assert [r[3:] for r in runs] == [[f"grid=methods/{g}", "seed=0,1"] for g in ("objectives", "ensembles", "bt_kl")]
     assert analysis[-2:] == ["--panels", "method"]  # several seeds: a panel per method

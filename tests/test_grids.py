@@ -1,6 +1,6 @@
 """The experiment grids of conf/grid/: each file is Hydra's sweeper params (methods x knobs x
-seeds) and the sweep folder its analysis reads. `python run.py -m +grid=<name>` runs one here,
-`sbatch slurm/sweep.sh +grid=<name>` as a Slurm job array; slurm/grid.py expands it for the
+seeds) and the sweep folder its analysis reads. `python run.py -m grid=<name>` runs one here,
+`sbatch slurm/sweep.sh grid=<name>` as a Slurm job array; slurm/grid.py expands it for the
 array, and must give the jobs of `run.py -m`, in the same order. Nothing here trains: the runs
 use `explain=true` (print the stage plan, build nothing)."""
 from __future__ import annotations
@@ -107,20 +107,20 @@ def test_a_grid_file_holds_its_sweep_folder_and_its_params_only(name):
 @pytest.mark.parametrize("name", GRIDS)
 def test_a_grid_expands_to_the_jobs_of_its_former_run_sh(grid, name):
     folder, overrides = RUN_SH[name]
-    g = grid([f"+grid={name}"])
-    assert g.jobs == [job + [f"+grid={name}"] for job in expand(f"{overrides} logger=wandb")]
+    g = grid([f"grid={name}"])
+    assert g.jobs == [job + [f"grid={name}"] for job in expand(f"{overrides} logger=wandb")]
     assert len(g.jobs) == SIZES[name]
     assert g.sweep_dir() == folder
 
 
 def test_a_command_line_override_replaces_the_grid_entry_in_its_place(grid):
-    g = grid(["+grid=methods/objectives", "seed=0,1,2"])  # the grid's seed: 0
+    g = grid(["grid=methods/objectives", "seed=0,1,2"])  # the grid's seed: 0
     assert len(g.jobs) == 54
     assert all([o for o in job if o.startswith("seed=")] == [job[3]] for job in g.jobs)  # one seed, the grid's position
     assert [job[3] for job in g.jobs[:6]] == ["seed=0", "seed=1", "seed=2"] * 2
-    g = grid(["+grid=methods/bt_kl", "kl_coef=0.5", "label_noise=0.25"])
+    g = grid(["grid=methods/bt_kl", "kl_coef=0.5", "label_noise=0.25"])
     assert len(g.jobs) == 3 and all(job[1] == "kl_coef=0.5" and job[3] == "label_noise=0.25" for job in g.jobs)
-    g = grid(["+grid=sensitivity", "hydra.sweep.dir=/elsewhere"])
+    g = grid(["grid=sensitivity", "hydra.sweep.dir=/elsewhere"])
     assert g.sweep_dir() == "/elsewhere" and len(g.jobs) == 9
     assert grid(["beta=0.1,0.01"]).sweep_dir() == ""  # no grid: sweep.sh's multirun/slurm-<job>/
 
@@ -160,11 +160,11 @@ def hydra_sweeper_jobs(args: list[str], tmp_path: Path) -> list[list[str]]:
         GlobalHydra.instance().clear()
 
 
-@pytest.mark.parametrize("args", [[f"+grid={name}"] for name in GRIDS] + [
-    ["+grid=methods/objectives", "seed=0,1,2"],                       # a sweep replaces a grid entry
-    ["seed=7", "+grid=sensitivity", "beta=0.5", "hydra.sweep.dir=/x"],  # before the grid, a Hydra override
-    ["+grid=csi_traces", "objective=glob(b*)", "ppo.steps=range(4,12,4)"],  # glob over a group, range
-    ["+grid=rm_accuracy/tiny", "experiment=inform_simulated"],
+@pytest.mark.parametrize("args", [[f"grid={name}"] for name in GRIDS] + [
+    ["grid=methods/objectives", "seed=0,1,2"],                       # a sweep replaces a grid entry
+    ["seed=7", "grid=sensitivity", "beta=0.5", "hydra.sweep.dir=/x"],  # before the grid, a Hydra override
+    ["grid=csi_traces", "objective=glob(b*)", "ppo.steps=range(4,12,4)"],  # glob over a group, range
+    ["grid=rm_accuracy/tiny", "experiment=inform_simulated"],
     ["beta=0.1,0.01", "latent_dim=64,128"],                           # no grid: the command line alone
 ], ids=lambda a: " ".join(a))
 def test_grid_py_gives_the_jobs_of_hydras_basic_sweeper_in_its_order(grid, args, tmp_path):
@@ -173,17 +173,17 @@ def test_grid_py_gives_the_jobs_of_hydras_basic_sweeper_in_its_order(grid, args,
 
 
 RUNS = [  # the real run.py, explain=true: a grid as it is, and one with command-line overrides
-    ["+grid=sensitivity"],                                          # (rm_accuracy/tiny: the Slurm test below)
-    ["+grid=methods/objectives", "model@reward=tiny", "seed=0,1"],  # a sweep over seeds replaces the grid's seed 0
+    ["grid=sensitivity"],                                          # (rm_accuracy/tiny: the Slurm test below)
+    ["grid=methods/objectives", "model@reward=tiny", "seed=0,1"],  # a sweep over seeds replaces the grid's seed 0
 ]
 
 
 @pytest.mark.parametrize("args", RUNS, ids=lambda a: " ".join(a))
 def test_run_py_multirun_runs_the_jobs_that_slurm_grid_py_gives(args, tmp_path):
-    """`python run.py -m +grid=<name> ...` (explain=true: the stage plan of each job, no
+    """`python run.py -m grid=<name> ...` (explain=true: the stage plan of each job, no
     training), in an empty folder: the jobs land in the grid's own sweep folder, each job's
     .hydra/overrides.yaml is what slurm/grid.py gives the Slurm array task of the same index."""
-    name = args[0].removeprefix("+grid=")
+    name = args[0].removeprefix("grid=")
     args = [*args, "explain=true", f"paths.artifacts={tmp_path}/artifacts"]
     proc = run_inform("-m", *args, cwd=tmp_path, timeout=600)
     local = job_overrides(tmp_path / RUN_SH[name][0])
@@ -215,7 +215,7 @@ def test_an_unknown_key_in_a_grid_file_fails_naming_the_key(kind, tmp_path):
     every job of the sweep fails so (Hydra runs the whole batch, then reports)."""
     (tmp_path / "conf" / "grid").mkdir(parents=True)
     (tmp_path / "conf" / "grid" / "bad.yaml").write_text("# @package _global_\n" + BAD_GRIDS[kind])
-    args = ["+grid=bad", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "explain=true", f"paths.artifacts={tmp_path}/artifacts"]
+    args = ["grid=bad", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "explain=true", f"paths.artifacts={tmp_path}/artifacts"]
     local = run_inform("-m", *args, f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path, check=False)
     count = grid_py("count", *args, check=False)
     assert local.returncode != 0
@@ -243,10 +243,10 @@ def wait_for(jobs: list[str], timeout: float) -> None:
 
 @pytest.mark.slurm
 def test_sweep_sh_runs_a_grid_as_the_jobs_of_run_py_m(tmp_path):
-    """`sbatch slurm/sweep.sh +grid=rm_accuracy/tiny explain=true`: array task i runs run.py -m's
+    """`sbatch slurm/sweep.sh grid=rm_accuracy/tiny explain=true`: array task i runs run.py -m's
     job i (its overrides.yaml, plus the W&B group sweep.sh adds), in the folder
     hydra.sweep.dir names."""
-    args = ["+grid=rm_accuracy/tiny", "explain=true", f"paths.artifacts={tmp_path}/artifacts"]
+    args = ["grid=rm_accuracy/tiny", "explain=true", f"paths.artifacts={tmp_path}/artifacts"]
     run_inform("-m", *args, f"hydra.sweep.dir={tmp_path}/local", cwd=tmp_path)
     local = job_overrides(tmp_path / "local")
     sweep = tmp_path / "slurm"
