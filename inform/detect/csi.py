@@ -21,7 +21,7 @@ min_samples 5, in raw latent units):
   from the SFT latents instead fails when the policy drifts: the drifted samples spread
   over a region much wider than the compact SFT cloud, all become noise, and CSI *falls*
   to 0 exactly when over-optimization starts (measured on the tiny pipeline's IB run; see
-  the README). The distances d_i stay in raw latent units.
+  docs/detectors.md). The distances d_i stay in raw latent units.
 - HDBSCAN (`method="hdbscan"`, the hdbscan package) needs no eps: min_cluster_size and
   min_samples (default 5 each). Reduce dimension first for very large sets (DESIGN.md).
 """
