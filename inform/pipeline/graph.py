@@ -49,16 +49,8 @@ from inform.pipeline.gold import gold_upstream, train_gold
 from inform.pipeline.label import make_labels
 from inform.pipeline.ppo import rl_upstream, train_ppo
 from inform.pipeline.rloo import train_rloo
-from inform.pipeline.rm import (
-    build_warm,
-    member_stage,
-    member_stages,
-    proxy_keys,
-    proxy_upstream,
-    rm_data_upstream,
-    rm_upstream,
-    train_rm,
-)
+from inform.pipeline.rm import (build_warm, member_stage, member_stages, proxy_keys, proxy_upstream, rm_data_upstream,
+                                rm_upstream, train_rm)
 from inform.pipeline.sft import ROLE_STAGE, train_sft
 from inform.pipeline.sft_stats import compute_eval_stats, compute_train_stats
 from inform.runtime.cache import artifact_path, build_once, is_complete, spec_hash

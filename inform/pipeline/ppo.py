@@ -36,13 +36,7 @@ from inform.rl.ppo_config import PPOConfig
 from inform.runtime import ranks
 from inform.runtime.files import write_json
 from inform.runtime.run_dir import seed_stage, stage_dir
-from inform.runtime.trainer import (
-    FullWeights,
-    fit,
-    make_loader,
-    make_trainer,
-    trainable_dtype,
-)
+from inform.runtime.trainer import FullWeights, fit, make_loader, make_trainer, trainable_dtype
 from inform.tracking.loggers import finish_loggers, log_image, make_loggers, report
 
 log = logging.getLogger("inform")
