@@ -172,27 +172,22 @@ def test_grid_py_gives_the_jobs_of_hydras_basic_sweeper_in_its_order(grid, args,
     assert grid(args).jobs == hydra_jobs and len(hydra_jobs) > 1
 
 
-RUNS = [  # the real run.py, explain=true: a grid as it is, and one with command-line overrides
-    ["grid=sensitivity"],                                          # (rm_accuracy/tiny: the Slurm test below)
-    ["grid=methods/objectives", "model@reward=tiny", "seed=0,1"],  # a sweep over seeds replaces the grid's seed 0
-]
-
-
-@pytest.mark.parametrize("args", RUNS, ids=lambda a: " ".join(a))
-def test_run_py_multirun_runs_the_jobs_that_slurm_grid_py_gives(args, tmp_path):
+def test_run_py_multirun_runs_the_jobs_that_slurm_grid_py_gives(grid, tmp_path):
     """`python run.py -m grid=<name> ...` (explain=true: the stage plan of each job, no
     training), in an empty folder: the jobs land in the grid's own sweep folder, each job's
-    .hydra/overrides.yaml is what slurm/grid.py gives the Slurm array task of the same index."""
+    .hydra/overrides.yaml is what slurm/grid.py gives the Slurm array task of the same index
+    (its command line once, `count` and `point`; the same Grid in-process for `list`).
+    The grid as it is: the Slurm test below (rm_accuracy/tiny)."""
+    args = ["grid=methods/objectives", "model@reward=tiny", "seed=0,1"]  # a sweep over seeds replaces the grid's seed 0
     name = args[0].removeprefix("grid=")
     args = [*args, "explain=true", f"paths.artifacts={tmp_path}/artifacts"]
     proc = run_inform("-m", *args, cwd=tmp_path, timeout=600)
     local = job_overrides(tmp_path / RUN_SH[name][0])
-    count = int(grid_py("count", *args).stdout)
-    assert count == len(local) and count == (12 if "seed=0,1" in args else SIZES[name])
+    count = len(grid(args).jobs)
+    assert count == len(local) == 12
     assert proc.stdout.count(" to build\n") == count  # each job printed its stage plan
-    assert [shlex.split(line) for line in grid_py("list", *args).stdout.splitlines()] == local
-    for i in (0, count - 1):
-        assert grid_py("point", str(i), *args).stdout.splitlines() == local[i]
+    assert [job + grid(args).hydra_overrides for job in grid(args).jobs] == local
+    assert grid_py("point", str(count - 1), *args).stdout.splitlines() == local[-1]
     assert not (tmp_path / "artifacts").exists()  # nothing was built
     if "seed=0,1" in args:  # the command line's seeds replaced the grid's seed 0
         assert [[o for o in job if o.startswith("seed=")] for job in local[:4]] == [["seed=0"], ["seed=1"]] * 2

@@ -80,7 +80,9 @@ def test_two_ranks_train_the_rm_a_single_process_trains_with_the_double_batch(tm
         m = json.loads((only_artifact(art, "rm") / "metrics.json").read_text())
         assert m["val/acc"] == m1["val/acc"] and m["val/loss"] == pytest.approx(m1["val/loss"], rel=1e-5), name
         head = load_file(only_artifact(art, "rm") / "head.safetensors")
-        assert all(torch.allclose(head[k], v, atol=1e-4) for k, v in head1.items()), name
+        # not the bias: the BT loss depends on r_w - r_l only, so its gradient is float noise, which
+        # AdamW's normalization turns into steps of up to lr each way (1.2e-4 apart with 2026-12-07's packages)
+        assert torch.allclose(head["linear.weight"], head1["linear.weight"], atol=1e-4), name
         steps = [line.split(",") for line in (tmp_path / f"{name}-run" / "rm" / "csv" / "part0" / "metrics.csv").read_text().splitlines()]
         assert len(list((tmp_path / f"{name}-run" / "rm" / "csv").iterdir())) == 1  # rank 0 logs, alone
         assert max(int(r[steps[0].index("step")]) for r in steps[1:]) == max(

@@ -107,8 +107,9 @@ def test_constant_head_gives_hand_values(tok, rm):
 
 
 def test_token_limits_come_from_the_flags_then_the_spec_then_hh_defaults():
-    assert ev.token_limits({"max_tokens": [16, 13]}, None, None) == (16, 13)
-    assert ev.token_limits({"max_tokens": [16, 13]}, 8, None) == (8, 13)
+    trained = {"data.max_prompt_tokens": 16, "data.max_response_tokens": 13}  # read_spec's flat keys
+    assert ev.token_limits(trained, None, None) == (16, 13)
+    assert ev.token_limits(trained, 8, None) == (8, 13)
     assert ev.token_limits({}, None, None) == (512, 256)
 
 
