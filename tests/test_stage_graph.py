@@ -218,6 +218,23 @@ def test_sweeps_share_what_a_knob_does_not_touch(compose, tmp_path):
     assert {s for s in a if a[s] != b[s]} == {"ppo", "rloo"}
 
 
+def test_data_seed_redraws_the_synthetic_sets_and_every_stage_that_reads_them(compose, tmp_path):
+    """data.seed 0 is the data set every run has used (source seed s); k draws it from s + 1000 k."""
+    from hydra.utils import instantiate
+
+    from inform.config import ConfigError
+    from inform.data import synthetic
+
+    a, b = (composed(compose, TINY + [f"data.seed={v}"], tmp_path) for v in (0, 1))
+    assert instantiate(a.data.prompts)["prompt"][:50] == [r["prompt"] for r in synthetic.prompts(200, 3)[:50]]
+    assert instantiate(b.data.prompts)["prompt"][:50] == [r["prompt"] for r in synthetic.prompts(200, 1003)[:50]]
+    assert instantiate(a.data.prompts)["prompt"][:50] != instantiate(b.data.prompts)["prompt"][:50]
+    ha, hb = hashes(a), hashes(b)
+    assert {s for s in ha if ha[s] != hb[s]} == set(ha)  # every stage reads a data set
+    with pytest.raises(ConfigError, match=r"data\.seed: the data set 'hh_rlhf' reads fixed rows"):
+        composed(compose, ["data=hh_rlhf", "data.seed=1"], tmp_path)
+
+
 def test_a_deepspeed_trainer_gets_its_own_artifacts(compose, tmp_path):
     cpu = composed(compose, ["trainer=cpu"], tmp_path)
     z3 = composed(compose, ["trainer=deepspeed_zero3", "trainer.precision=32-true"], tmp_path)

@@ -217,6 +217,10 @@ def check_values(cfg: DictConfig) -> None:
     for k in ("max_prompt_tokens", "max_response_tokens"):
         if cfg.data[k] <= 0:
             _fail(f"data.{k}", f"must be > 0 (got {cfg.data[k]})")
+    roles = [n for n in (cfg.data.get(r) for r in ("sft", "preference", "prompts", "label_prompts", "eval_prompts")) if n is not None]
+    if cfg.data.seed is not None and (cfg.data.seed < 0 or not any("data_seed" in n for n in roles)):
+        _fail("data.seed", f"must be >= 0 (got {cfg.data.seed})" if cfg.data.seed < 0 else
+              f"the data set {cfg.data.name!r} reads fixed rows, which data.seed cannot re-draw (set it to null)")
     if cfg.data.on_long_prompt not in ("truncate", "error"):
         _fail("data.on_long_prompt", f"{cfg.data.on_long_prompt!r} is not truncate or error")
     total = cfg.data.max_prompt_tokens + cfg.data.max_response_tokens

@@ -58,6 +58,7 @@ class DataSchema:
     max_prompt_tokens: int
     max_response_tokens: int
     on_long_prompt: str  # truncate: keep a prompt's last tokens | error: stop, naming the row
+    seed: Optional[int]  # synthetic data: re-draws the data sets | null: fixed files
     sft: Any  # `_target_` nodes returning a datasets.Dataset (or null)
     preference: Any
     prompts: Any

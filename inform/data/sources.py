@@ -88,18 +88,24 @@ def _source(path: str, name: str | None, split: str) -> str:
 
 
 # --------------------------------------------------------------------------- synthetic
-def synthetic_sft(n: int = 20000, seed: int = 1, limit: int | None = None) -> datasets.Dataset:
+# Each source draws its rows from `seed + 1000 * data_seed` (conf/data/synthetic.yaml passes
+# `data_seed: ${data.seed}`): data.seed 0 is the data set every run has used, another re-draws it.
+def _data_rng_seed(seed: int, data_seed: int) -> int:
+    return seed + 1000 * data_seed
+
+
+def synthetic_sft(n: int = 20000, seed: int = 1, limit: int | None = None, data_seed: int = 0) -> datasets.Dataset:
     # an empty response (only EOS) is a legitimate, low-quality demonstration here
-    return _finish(synthetic.demonstrations(n, seed), ["prompt"], "synthetic sft", limit)
+    return _finish(synthetic.demonstrations(n, _data_rng_seed(seed, data_seed)), ["prompt"], "synthetic sft", limit)
 
 
-def synthetic_preferences(n: int = 20000, seed: int = 2, limit: int | None = None) -> datasets.Dataset:
-    rows = synthetic.human_preferences(n, seed)
+def synthetic_preferences(n: int = 20000, seed: int = 2, limit: int | None = None, data_seed: int = 0) -> datasets.Dataset:
+    rows = synthetic.human_preferences(n, _data_rng_seed(seed, data_seed))
     return _finish(rows, ["prompt"], "synthetic preferences", limit)
 
 
-def synthetic_prompts(n: int = 2000, seed: int = 3, limit: int | None = None) -> datasets.Dataset:
-    return _finish(synthetic.prompts(n, seed), ["prompt"], "synthetic prompts", limit)
+def synthetic_prompts(n: int = 2000, seed: int = 3, limit: int | None = None, data_seed: int = 0) -> datasets.Dataset:
+    return _finish(synthetic.prompts(n, _data_rng_seed(seed, data_seed)), ["prompt"], "synthetic prompts", limit)
 
 
 # --------------------------------------------------------------------------- AlpacaFarm

@@ -65,9 +65,10 @@ RUNTIME_KEYS = (
     "paths", "logger", "name", "group", "stage", "explain", "audit",
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
 )
-TOKENS = ("data.max_prompt_tokens", "data.max_response_tokens", "data.on_long_prompt")  # how texts become token ids
-TRAINING = ("seed", "trainer", "on_nonfinite") + TOKENS  # what every trained stage's numbers depend on
-SAMPLING = ("seed", "trainer.accelerator") + TOKENS  # the same for a stage that only samples and scores
+# Which rows a data set draws (data.seed re-draws the synthetic sets) and how texts become token ids.
+DATA = ("data.seed", "data.max_prompt_tokens", "data.max_response_tokens", "data.on_long_prompt")
+TRAINING = ("seed", "trainer", "on_nonfinite") + DATA  # what every trained stage's numbers depend on
+SAMPLING = ("seed", "trainer.accelerator") + DATA  # the same for a stage that only samples and scores
 RL = TRAINING + ("ppo", "eval", "detect", "detectors", "early_stop", "data.prompts", "data.label_prompts",
                  "data.eval_prompts", "data.true_reward", "label.n_prompts")
 
