@@ -4,7 +4,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from inform.config import ConfigError, validate
-from tests.conftest import run_inform
+from tests.conftest import ROOT, run_inform
 
 MODELS = ["tiny", "tiny-small", "tiny-large", "pythia-70m", "pythia-160m", "pythia-410m", "pythia-1.4b", "pythia-2.8b", "pythia-6.9b", "vicuna-7b"]
 
@@ -63,6 +63,21 @@ def test_every_group_option_composes(compose, group, options):
             assert cfg.name == option
         else:
             assert cfg[group] is not None
+
+
+METHODS = {  # conf/method/: objective, beta, kl_coef, ensemble members and combine rule
+    "bt": ("bt", 0.1, 0.05, 1, "mean"), "bt_kl": ("bt", 0.1, 0.2, 1, "mean"), "ib": ("ib", 0.1, 0.05, 1, "mean"),
+    "ib_low_beta": ("ib", 0.001, 0.05, 1, "mean"), "bsr": ("bsr", 0.1, 0.05, 1, "mean"),
+    "uwo": ("bt", 0.1, 0.05, 3, "uwo"), "warm": ("bt", 0.1, 0.05, 3, "warm"),
+}
+
+
+def test_each_method_is_the_delta_it_names_and_the_command_line_still_wins(compose):
+    assert sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")) == sorted(METHODS)
+    for method, want in METHODS.items():
+        cfg = validate(compose(f"method={method}"))
+        assert (cfg.objective.name, cfg.beta, cfg.kl_coef, cfg.ensemble.members, cfg.ensemble.combine) == want, method
+    assert validate(compose("method=ib_low_beta", "beta=0.01")).objective.loss.beta == 0.01  # IB's loss reads beta
 
 
 def test_unknown_key_names_the_key(compose):

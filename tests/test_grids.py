@@ -35,11 +35,15 @@ RUN_SH = {
                           "label_noise=0.0,0.25 seed=0 name=methods"),
     "methods/bt_kl": ("experiments/methods/runs/bt_kl",
                       "objective=bt kl_coef=0.2 model@reward=tiny-small,tiny,tiny-large label_noise=0.0,0.25 seed=0 name=methods"),
-    "sensitivity": ("experiments/sensitivity/runs", "objective=ib beta=0.1,0.01,0.001 latent_dim=32,64,128 name=sensitivity"),
+    "methods/compare": ("experiments/methods/runs/compare",  # new with issue 19: no run.sh before it
+                        "seed=range(0,10) method=bt,bt_kl,ib,ib_low_beta,bsr,uwo,warm name=methods"),
+    # issue 19 raised the seeds: 5 a point in sensitivity (run.sh had 1), 10 in the detector grids (run.sh: 3)
+    "sensitivity": ("experiments/sensitivity/runs",
+                    "objective=ib beta=0.1,0.01,0.001 latent_dim=32,64,128 seed=range(0,5) name=sensitivity"),
     "csi_traces": ("experiments/csi_traces/runs", "objective=bt,ib seed=0,1,2 detect=[csi] name=csi_traces"),
-    "detectors/detect": ("experiments/detectors/runs/detect", "objective=bt,ib seed=0,1,2 name=detectors"),
-    "detectors/ibl": ("experiments/detectors/runs/ibl", "ibl_coef=0.01,0.05,0.1 seed=0,1,2 name=mitigations"),
-    "detectors/eppo": ("experiments/detectors/runs/eppo", "energy_coef=0.5,1.0,2.0 seed=0,1,2 name=mitigations"),
+    "detectors/detect": ("experiments/detectors/runs/detect", "objective=bt,ib seed=range(0,10) name=detectors"),
+    "detectors/ibl": ("experiments/detectors/runs/ibl", "ibl_coef=0.01,0.05,0.1 seed=range(0,10) name=mitigations"),
+    "detectors/eppo": ("experiments/detectors/runs/eppo", "energy_coef=0.5,1.0,2.0 seed=range(0,10) name=mitigations"),
     "rm_accuracy/tiny": ("experiments/rm_accuracy/runs/sweep",
                          "stage=rm objective=bt,ib,bsr experiment=smoke seed=0 name=rm-accuracy "
                          "paths.artifacts=experiments/rm_accuracy/runs/artifacts"),
@@ -49,8 +53,8 @@ RUN_SH = {
                         "reward.gradient_checkpointing=true seed=0 name=rm-accuracy "
                         "paths.artifacts=experiments/rm_accuracy/runs/artifacts"),
 }
-SIZES = {"methods/objectives": 18, "methods/ensembles": 12, "methods/bt_kl": 6, "sensitivity": 9, "csi_traces": 6,
-         "detectors/detect": 6, "detectors/ibl": 9, "detectors/eppo": 9, "rm_accuracy/tiny": 3, "rm_accuracy/gpu": 3}
+SIZES = {"methods/compare": 70, "methods/objectives": 18, "methods/ensembles": 12, "methods/bt_kl": 6, "sensitivity": 45, "csi_traces": 6,
+         "detectors/detect": 20, "detectors/ibl": 30, "detectors/eppo": 30, "rm_accuracy/tiny": 3, "rm_accuracy/gpu": 3}
 
 
 def load_grid_py():
@@ -121,7 +125,7 @@ def test_a_command_line_override_replaces_the_grid_entry_in_its_place(grid):
     g = grid(["grid=methods/bt_kl", "kl_coef=0.5", "label_noise=0.25"])
     assert len(g.jobs) == 3 and all(job[1] == "kl_coef=0.5" and job[3] == "label_noise=0.25" for job in g.jobs)
     g = grid(["grid=sensitivity", "hydra.sweep.dir=/elsewhere"])
-    assert g.sweep_dir() == "/elsewhere" and len(g.jobs) == 9
+    assert g.sweep_dir() == "/elsewhere" and len(g.jobs) == 45
     assert grid(["beta=0.1,0.01"]).sweep_dir() == ""  # no grid: sweep.sh's multirun/slurm-<job>/
 
 
