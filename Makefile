@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test venv bench clean experiment-detectors experiment-rm-accuracy experiment-methods experiment-methods-seeds \
+.PHONY: run test venv bench clean experiment-detectors experiment-rm-accuracy experiment-methods experiment-methods-compare \
         experiment-sensitivity experiment-csi-traces experiments
 
 $(VENV)/.installed: pyproject.toml
@@ -53,17 +53,21 @@ analyze = $(if $(SLURM_GRIDS),@echo "when the arrays are done:") $(PY) experimen
 
 experiments: experiment-csi-traces experiment-sensitivity experiment-methods experiment-rm-accuracy experiment-detectors
 
-# (a) grids methods/objectives, methods/ensembles, methods/bt_kl; several seeds: a panel per method
+# (a) grids methods/objectives, methods/ensembles, methods/bt_kl: one seed a point, sizes x label noise
 experiment-methods: venv
 	$(call run_grid,methods/objectives,/objectives)
 	$(call run_grid,methods/ensembles,/ensembles)
 	$(call run_grid,methods/bt_kl,/bt_kl)
-	$(call analyze,methods/analyze.py,$(or $(RUNS),experiments/methods/runs),--panels $(if $(findstring $(comma),$(filter seed=%,$(GRID_OVERRIDES))),method,size))
+	$(call analyze,methods/analyze.py,grid $(or $(RUNS),experiments/methods/runs))
 
-# (a)'s three-seed cell: the tiny proxy at label noise 0.25, every method, its own runs and cache
-experiment-methods-seeds:
-	$(MAKE) experiment-methods RUNS=experiments/methods/runs/seeds RESULTS=experiments/methods/seeds \
-	  EXPERIMENT_ARGS="model@reward=tiny label_noise=0.25 seed=0,1,2 paths.artifacts=experiments/methods/runs/seeds-cache $(EXPERIMENT_ARGS)"
+# (a) the comparison at matched KL: grid methods/compare (7 methods x 10 seeds), a chunk of seeds
+# (SEEDS=0,1,2,3,4) in a folder of its own, then the analysis of every chunk; it writes the
+# chunk's runs as experiments/methods/compare/tidy/seeds_<SEEDS>.csv, the file to commit
+SEEDS ?= 0,1,2,3,4,5,6,7,8,9
+SEEDS_DIR = $(or $(RUNS),experiments/methods/runs/compare)/seeds_$(subst $(comma),-,$(SEEDS))
+experiment-methods-compare: venv
+	$(if $(SLURM_GRIDS),sbatch $(SBATCH_ARGS) slurm/sweep.sh,$(PY) run.py -m) grid=methods/compare hydra.sweep.dir=$(SEEDS_DIR) seed=$(SEEDS) $(GRID_OVERRIDES)
+	$(if $(SLURM_GRIDS),@echo "when the arrays are done:") $(PY) experiments/methods/analyze.py compare $(SEEDS_DIR) --out $(or $(RESULTS),experiments/methods/compare) $(ANALYZE_ARGS)
 
 # (b) grid sensitivity
 experiment-sensitivity: venv

@@ -14,10 +14,9 @@ from scipy.stats import mannwhitneyu, trim_mean
 
 from inform.report.compare import (
     Curve, compare, csv_run, curves, default_label, fit_gao, fits, gao_curve, gao_peak, iqm, on_kl_grid, paired_difference,
-    probability_of_improvement, summarize, tidy, unpaired_difference, write_report,
+    probability_of_improvement, read_tidy, summarize, tidy, unpaired_difference, write_csv, write_report,
 )
 from inform.report.compare.stats import tail
-from inform.report.runs import gold_at_kl
 
 BT = "bt, kl_coef 0.05"
 
@@ -55,9 +54,8 @@ def test_on_kl_grid_against_hand_numbers():
     np.testing.assert_allclose(on_kl_grid(kl, gold, grid), want, equal_nan=True)
     # a run that stops at KL 1.5 has no value at 2: 0.4 + (1 - 0.8) / 0.7 * 0.2 at KL 1
     np.testing.assert_allclose(on_kl_grid([0, 0.8, 1.5], [0, 0.4, 0.6], [1.0, 2.0]), [0.4 + 0.2 / 0.7 * 0.2, math.nan])
-    # the same rule as the analysis scripts' gold_at_kl on a monotone run
-    rows = [{"eval/kl": k, "reward/gold": g} for k, g in zip([0, 0.7, 1.9, 3.2], [0, 0.5, 0.8, 0.6])]
-    assert on_kl_grid([0, 0.7, 1.9, 3.2], [0, 0.5, 0.8, 0.6], [2.5])[0] == pytest.approx(gold_at_kl(rows, 2.5))
+    # a monotone run: plain linear interpolation, 0.8 + (2.5 - 1.9) / 1.3 * (0.6 - 0.8)
+    assert on_kl_grid([0, 0.7, 1.9, 3.2], [0, 0.5, 0.8, 0.6], [2.5])[0] == pytest.approx(0.8 - 0.6 / 1.3 * 0.2)
 
 
 def test_a_run_that_stops_early_counts_as_not_reached():
@@ -197,6 +195,32 @@ def test_tidy_from_wandb_style_and_csv_rows(tmp_path):
     assert (table[3]["eval/kl"], table[3]["reward/gold"]) == (1.5, 0.9)
     with pytest.raises(ValueError, match="two runs"):
         curves(tidy([b, csv_run(tmp_path / "csv", b.config, name="c")]))
+
+
+def test_tidy_chunks_written_and_read_back_merge_into_the_whole_table(tmp_path):
+    """A sweep analysed a chunk of seeds at a time: each chunk's tidy CSV read back equals its
+    rows (NaN cells included), the chunks concatenate, and a file that is not a tidy table is
+    refused, naming it."""
+    runs = [run_of(f"r{s}", "bt", s, [0.0, 1.0, 2.0], [0.1, 0.5 + s, 0.2]) for s in range(4)]
+    runs[3].history.append({"trainer/global_step": 4, "csi/value": 7.0})  # a column only the second chunk has
+    first, second = tidy(runs[:2]), tidy(runs[2:])
+    write_csv(first, tmp_path / "seeds_0-1.csv")
+    write_csv(second, tmp_path / "seeds_2-3.csv")
+    back = read_tidy(tmp_path / "seeds_0-1.csv", tmp_path / "seeds_2-3.csv")
+    assert len(back) == 12 and [r["seed"] for r in back] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    want = first + second
+    for got, row in zip(back, want):
+        for k in ("run", "method", "seed", "step", "eval/kl", "reward/gold", "reward/true"):
+            assert got[k] == row[k], k
+        assert math.isnan(got["csi/value"]) == math.isnan(row.get("csi/value", math.nan))
+    assert back[10]["csi/value"] == 7.0 and not (tmp_path / "seeds_0-1.csv.tmp").exists()
+    (tmp_path / "other.csv").write_text("step,loss\n0,1.0\n")
+    with pytest.raises(ValueError, match=r"other\.csv: not a tidy table \(no column run, method, seed, eval/kl\)"):
+        read_tidy(tmp_path / "other.csv")
+    # a partial sweep: the seeds and methods the grid expects but did not get
+    res = compare(back, BT, expected_seeds=range(5), expected_methods=[BT, "bsr, kl_coef 0.05"], n_boot=200)
+    assert res["coverage"] == [{"method": BT, "runs": 4, "seeds": [0, 1, 2, 3], "missing_seeds": [4]},
+                               {"method": "bsr, kl_coef 0.05", "runs": 0, "seeds": [], "missing_seeds": [0, 1, 2, 3, 4]}]
 
 
 def test_write_report_numbers_equal_a_direct_computation(tmp_path):

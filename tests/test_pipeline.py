@@ -165,14 +165,15 @@ def test_detector_analysis_script_reads_the_runs_back_and_draws_its_figures(swee
     spec = importlib.util.spec_from_file_location("analyze", ROOT / "experiments" / "detectors" / "analyze.py")
     analyze = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(analyze)
-    result = analyze.main([str(root / "multirun"), "--out", str(tmp_path)])
+    result = analyze.main([str(root / "multirun"), "--out", str(tmp_path), "--n-boot", "200"])
     table = {(r["objective"], r["detector"]): r for r in result["detectors"]}
     assert set(table) == {("ib", "CSI"), ("ib", "Mahalanobis"), ("ib", "MOP"), ("ib", "energy gap")}
     assert all(r["runs"] == 2 for r in table.values())
-    for name in ("detectors.png", "mitigations.png"):
+    for name in ("detectors.png", "mitigations/comparison.png"):
         png = (tmp_path / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     text = (tmp_path / "results.md").read_text()
-    assert "| ib | Mahalanobis |" in text and "| plain | 2 |" in text
+    assert "| ib | Mahalanobis |" in text and "| plain | 1 |" in text and "| plain (beta 0.01) | 1 |" in text
+    assert result["mitigations"]["baseline"] == "plain" and (tmp_path / "mitigations" / "results.md").exists()
     (run,) = [r for r in find_runs(tmp_path) if r.job_type == "analysis"]
     assert sorted(f.split("_")[0] for f in run.files if f.startswith("media/images")) == ["media/images/analysis/detectors", "media/images/analysis/mitigations"]

@@ -13,8 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
+from inform.report.compare import summarize
+from inform.report.compare.report import ci
 from inform.report.curves import plt, save_figure
-from inform.report.runs import RL_JOBS, eval_rows, fire_step, fmt, log_analysis
+from inform.report.runs import RL_JOBS, eval_rows, fire_step, log_analysis
 from inform.tracking.wandb_offline import find_runs
 
 
@@ -62,10 +66,21 @@ def write_markdown(traces: list[dict], e_max: float, path: Path) -> None:
     for t in sorted(traces, key=lambda x: (x["objective"], x["seed"])):
         fired = t["fire_step"]
         kept = f"{t['gold_at_fire'] - t['final_gold']:+.2f}" if fired is not None else "n/a"
+        at_stop = f"{t['gold_at_fire']:.2f}" if fired is not None else "n/a"
         lines.append(f"| {t['objective']} | {t['seed']} | {t['peak_step']} | {t['peak_gold']:.2f} | {fired if fired is not None else 'never'} | "
-                     f"{fired - t['peak_step'] if fired is not None else 'n/a'} | "
-                     f"{fmt([t['gold_at_fire']]) if fired is not None else 'n/a'} | {t['final_gold']:.2f} | {kept} |")
-    lines += ["", "gold kept by stopping: gold at the stop step minus gold at the end of the run (> 0: stopping helped).", ""]
+                     f"{fired - t['peak_step'] if fired is not None else 'n/a'} | {at_stop} | {t['final_gold']:.2f} | {kept} |")
+    lines += ["", "gold kept by stopping: gold at the stop step minus gold at the end of the run (> 0: stopping helped).", "",
+              "Over seeds, per proxy (runs where the rule fired): mean [95% bootstrap CI] (`inform.report.compare`), the "
+              "value alone for one run.", "",
+              "| proxy | runs | fired | stop - peak (steps) | gold kept by stopping |", "|---|---|---|---|---|"]
+    for objective in sorted({t["objective"] for t in traces}):
+        mine = [t for t in traces if t["objective"] == objective]
+        fired = [t for t in mine if t["fire_step"] is not None]
+        lag = summarize(np.array([t["fire_step"] - t["peak_step"] for t in fired], dtype=float))
+        kept = summarize(np.array([t["gold_at_fire"] - t["final_gold"] for t in fired], dtype=float))
+        lines.append(f"| {objective} | {len(mine)} | {len(fired)} | {ci(lag['mean'], lag['mean_lo'], lag['mean_hi'], 1)} | "
+                     f"{ci(kept['mean'], kept['mean_lo'], kept['mean_hi'])} |")
+    lines += [""]
     path.write_text("\n".join(lines))
 
 

@@ -6,39 +6,55 @@
    by then, and the Spearman rank correlation between the detector and the drop of gold
    from its running peak.
 2. Which mitigation keeps gold highest at equal KL? Plain PPO vs IBL vs EPPO (the
-   `mitigations` sweep, IB proxy): gold against KL, mean over seeds, and gold at fixed KL.
+   `mitigations` sweep, IB proxy), compared by `inform.report.compare` against plain PPO:
+   gold on a common KL grid, paired by seed, with bootstrap intervals (mitigations/).
 
-Writes detectors.png, mitigations.png and results.md next to this file (or --out), and logs
-both figures to a W&B offline run (job type `analysis`).
+Writes detectors.png, results.md and mitigations/ (results.md, comparison.png, CSVs) next to
+this file (or --out), and logs the figures and tables to a W&B offline run (job type `analysis`).
 
     python experiments/detectors/analyze.py experiments/detectors/runs [--out experiments/detectors]
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
+from inform.report.compare import summarize, tidy, write_report
+from inform.report.compare.report import ci
 from inform.report.curves import plt, save_figure
-from inform.report.runs import eval_rows, fire_step, fmt, gold_at_kl, log_analysis
+from inform.report.runs import eval_rows, fire_step, log_analysis
 from inform.tracking.wandb_offline import find_runs
 
+PLAIN = "plain"  # PPO without a mitigation: the baseline of the mitigations
 DETECTORS = {"csi/value": "CSI", "detect/mahalanobis_mean": "Mahalanobis", "detect/mop": "MOP", "detect/energy_gap": "energy gap"}
 KL_POINTS = (1.0, 2.0, 5.0)
 
 
+def mitigation_of(config: dict) -> str:
+    """plain, IBL <coef> or EPPO <coef>; the IB proxy's beta too where it is not the paper's 0.1."""
+    method = PLAIN
+    if config.get("ibl_coef"):
+        method = f"IBL {config['ibl_coef']:g}"
+    elif config.get("energy_coef"):
+        method = f"EPPO {config['energy_coef']:g}"
+    beta = config.get("beta")
+    return method + ("" if config["objective"]["name"] != "ib" or beta in (None, 0.1) else f" (beta {beta:g})")
+
+
 def describe(run) -> dict:
     c = run.config
-    method = "plain"
-    if c.get("ibl_coef"):
-        method = f"IBL {c['ibl_coef']:g}"
-    elif c.get("energy_coef"):
-        method = f"EPPO {c['energy_coef']:g}"
-    return {"objective": c["objective"]["name"], "seed": c["seed"], "method": method, "rows": eval_rows(run), "name": c.get("name")}
+    return {"objective": c["objective"]["name"], "seed": c["seed"], "method": mitigation_of(c), "rows": eval_rows(run),
+            "name": c.get("name")}
+
+
+def cell(vals: list, digits: int = 2) -> str:
+    """'n/a', one value, or 'mean [lo, hi]' (95% bootstrap CI over seeds, inform.report.compare)."""
+    s = summarize(np.array([v for v in vals if v is not None], dtype=float))
+    return "n/a" if s["n"] == 0 else ci(s["mean"], s["mean_lo"], s["mean_hi"], digits)
 
 
 def detector_table(runs: list[dict]) -> tuple[list[dict], dict]:
@@ -66,26 +82,9 @@ def detector_table(runs: list[dict]) -> tuple[list[dict], dict]:
             "objective": objective, "detector": DETECTORS[key], "runs": len(items), "fired": len(fired),
             "fire_minus_peak": [i["fire_step"] - i["peak_step"] for i in fired],
             "gold_lost": [i["gold_lost"] for i in fired],
-            "rho_mean": statistics.mean(rhos) if rhos else float("nan"), "rho_sd": statistics.pstdev(rhos) if len(rhos) > 1 else 0.0,
+            "rho": rhos,
         })
     return table, per
-
-
-def mitigation_table(runs: list[dict]) -> list[dict]:
-    by = defaultdict(list)
-    for r in runs:
-        by[r["method"]].append(r)
-    table = []
-    for method, items in sorted(by.items(), key=lambda kv: (kv[0] != "plain", kv[0])):
-        row = {"method": method, "seeds": len(items)}
-        for kl in KL_POINTS:
-            vals = [v for v in (gold_at_kl(i["rows"], kl) for i in items) if v is not None]
-            row[f"gold@{kl:g}"] = vals
-        row["peak"] = [max(x["reward/gold"] for x in i["rows"]) for i in items]
-        row["final_gold"] = [i["rows"][-1]["reward/gold"] for i in items]
-        row["final_kl"] = [i["rows"][-1]["eval/kl"] for i in items]
-        table.append(row)
-    return table
 
 
 def plot_detectors(per: dict, path: Path) -> Path:
@@ -113,43 +112,34 @@ def plot_detectors(per: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_mitigations(runs: list[dict], path: Path) -> Path:
-    by = defaultdict(list)
-    for r in runs:
-        by[r["method"]].append(r)
-    fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=110)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for n, (method, items) in enumerate(sorted(by.items(), key=lambda kv: (kv[0] != "plain", kv[0]))):
-        color = "black" if method == "plain" else colors[n % len(colors)]
-        for k, item in enumerate(items):
-            ax.plot([x["eval/kl"] for x in item["rows"]], [x["reward/gold"] for x in item["rows"]], color=color,
-                    linewidth=2.0 if method == "plain" else 1.1, alpha=0.8, label=method if k == 0 else None,
-                    linestyle="-" if method == "plain" or method.startswith("IBL") else "--")
-    ax.set_xlabel("KL(pi || pi_ref) per response (nats)")
-    ax.set_ylabel("gold reward (SD units of SFT samples)")
-    ax.set_title("plain PPO vs IBL vs EPPO, IB proxy (one line per seed)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def write_markdown(det: list[dict], mit: list[dict], path: Path) -> None:
+def write_markdown(det: list[dict], mit: dict | None, path: Path) -> None:
     lines = ["# Detectors and mitigations on the tiny pipeline", "",
-             "Generated by `experiments/detectors/analyze.py` from the W&B offline runs of `run.sh`.", "",
+             "Generated by `experiments/detectors/analyze.py` from the W&B offline runs of `run.sh`. Values: mean [95% "
+             "bootstrap CI over seeds] (`inform.report.compare`), the value alone for one seed.", "",
              "## Which detector warns earliest", "",
              "| proxy | detector | fired (runs) | fire step - gold peak step | gold lost by the fire step | Spearman(detector, gold drop) |",
              "|---|---|---|---|---|---|"]
     for r in det:
-        lines.append(f"| {r['objective']} | {r['detector']} | {r['fired']} / {r['runs']} | {fmt(r['fire_minus_peak'], 1)} | "
-                     f"{fmt(r['gold_lost'])} | {r['rho_mean']:.2f} ± {r['rho_sd']:.2f} |")
-    lines += ["", "## Which mitigation keeps gold highest at equal KL (IB proxy)", "",
-              "| method | seeds | gold @ KL 1 | gold @ KL 2 | gold @ KL 5 | peak gold | final gold | final KL |", "|---|---|---|---|---|---|---|---|"]
-    for r in mit:
-        lines.append(f"| {r['method']} | {r['seeds']} | {fmt(r['gold@1'])} | {fmt(r['gold@2'])} | {fmt(r['gold@5'])} | {fmt(r['peak'])} | "
-                     f"{fmt(r['final_gold'])} | {fmt(r['final_kl'], 1)} |")
-    lines += ["", "Values: mean ± sd over seeds; gold @ KL k is interpolated between eval points, over the seeds whose "
-              "run reached that KL; `n/a`: none did.", ""]
+        lines.append(f"| {r['objective']} | {r['detector']} | {r['fired']} / {r['runs']} | {cell(r['fire_minus_peak'], 1)} | "
+                     f"{cell(r['gold_lost'])} | {cell(r['rho'])} |")
+    lines += ["", "## Which mitigation keeps gold highest at equal KL (IB proxy)", ""]
+    if mit is None:
+        lines += [f"No `{PLAIN}` PPO run of the IB proxy to compare against.", ""]
+    else:
+        res = mit["results"]
+        lines += [f"Against {PLAIN} PPO, paired by seed: [mitigations/results.md](mitigations/results.md) (every KL "
+                  "budget, peaks, Gao et al.'s fits). Gold at KL k: at the first crossing, over the runs that reached it.", "",
+                  "| method | runs | " + " | ".join(f"gold @ KL {k:g} (reached)" for k in res["budgets_kl"]) + " | peak gold |",
+                  "|---|---|" + "---|" * (len(res["budgets_kl"]) + 1)]
+        peaks = {r["method"]: r for r in res["peaks"]}
+        for c in res["coverage"]:
+            m = c["method"]
+            cells = [f"{ci(r['mean'], r['mean_lo'], r['mean_hi'])} ({r['n_reached']}/{r['n_runs']})"
+                     for r in res["budgets"] if r["method"] == m]
+            pk = peaks[m]
+            lines.append(f"| {m} | {c['runs']} | " + " | ".join(cells) +
+                         f" | {ci(pk['peak_mean'], pk['peak_mean_lo'], pk['peak_mean_hi'])} |")
+        lines += [""]
     path.write_text("\n".join(lines))
 
 
@@ -158,21 +148,27 @@ def main(argv=None) -> dict:
     ap.add_argument("runs", type=Path)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     ap.add_argument("--no-wandb", action="store_true")
+    ap.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples")
     args = ap.parse_args(argv)
-    runs = [describe(r) for r in find_runs(args.runs, merge_resumed=True) if r.job_type == "ppo"]
-    det_runs = [r for r in runs if r["method"] == "plain"]
-    det, per = detector_table(det_runs)
-    mit_runs = [r for r in runs if r["objective"] == "ib"]
-    mit = mitigation_table(mit_runs)
+    ppo = [r for r in find_runs(args.runs, merge_resumed=True) if r.job_type == "ppo"]
+    runs = [describe(r) for r in ppo]
+    det, per = detector_table([r for r in runs if r["method"].startswith(PLAIN)])
     args.out.mkdir(parents=True, exist_ok=True)
-    images = {"analysis/detectors": plot_detectors(per, args.out / "detectors.png"),
-              "analysis/mitigations": plot_mitigations(mit_runs, args.out / "mitigations.png")}
+    images = {"analysis/detectors": plot_detectors(per, args.out / "detectors.png")}
+    table = tidy([r for r in ppo if r.config["objective"]["name"] == "ib"], label=mitigation_of, jobs=("ppo",))
+    mit = None
+    if any(r["method"] == PLAIN for r in table):
+        mit = write_report(table, args.out / "mitigations", PLAIN, title="IBL and EPPO against plain PPO (IB proxy)",
+                           n_boot=args.n_boot)
+        images["analysis/mitigations"] = mit["figure"]
     write_markdown(det, mit, args.out / "results.md")
     if not args.no_wandb:
-        (args.runs / "analysis").mkdir(parents=True, exist_ok=True)
-        log_analysis(images, args.out, "detectors-analysis", args.out / "results.md")
+        log_analysis(images, args.out, "detectors-analysis", args.out / "results.md",
+                     tables={"analysis/detectors_table": [{k: v for k, v in r.items()} for r in det],
+                             **({} if mit is None else {"analysis/mitigations_budgets": mit["results"]["budgets"],
+                                                        "analysis/mitigations_budget_diff": mit["results"]["budget_diff"]})})
     print((args.out / "results.md").read_text())
-    return {"detectors": det, "mitigations": mit}
+    return {"detectors": det, "mitigations": None if mit is None else mit["results"]}
 
 
 if __name__ == "__main__":

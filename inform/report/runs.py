@@ -1,12 +1,12 @@
 """Reading RL runs back for the analysis scripts in experiments/: eval rows, the early-stop
-rule replayed, gold at a given KL, table formatting, and logging the figures to W&B.
+rule replayed, and logging the figures and tables to W&B. The numbers (gold at a KL, means
+and intervals over seeds) are `inform.report.compare`'s.
 
 The runs are the W&B offline folders (`inform.tracking.wandb_offline.find_runs`); the CSV
 logger's files hold the same metrics (`inform.tracking.csv_metrics`).
 """
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 from inform.detect.early_stop import ChangeRateStop
@@ -32,26 +32,10 @@ def fire_step(series: list[float], steps: list[int], e_max: float = 10.0) -> int
     return None if stop.fired_at is None else steps[stop.fired_at]
 
 
-def gold_at_kl(rows: list[dict], kl: float) -> float | None:
-    """Gold at a given KL, linear between the eval points (the first crossing); None if never reached."""
-    pts = [(x["eval/kl"], x["reward/gold"]) for x in rows]
-    for (k0, g0), (k1, g1) in zip(pts, pts[1:]):
-        if k0 <= kl <= k1 and k1 > k0:
-            return g0 + (g1 - g0) * (kl - k0) / (k1 - k0)
-    return None
-
-
-def fmt(vals: list[float], digits: int = 2) -> str:
-    """'n/a', one value, or 'mean ± sd'."""
-    if not vals:
-        return "n/a"
-    if len(vals) == 1:
-        return f"{vals[0]:.{digits}f}"
-    return f"{statistics.mean(vals):.{digits}f} ± {statistics.pstdev(vals):.{digits}f}"
-
-
-def log_analysis(images: dict[str, Path], out: Path, name: str, table_md: Path | None = None) -> None:
-    """The figures (and the markdown table) as one W&B offline run of job type `analysis`."""
+def log_analysis(images: dict[str, Path], out: Path, name: str, table_md: Path | None = None,
+                 tables: dict[str, list[dict]] | None = None) -> None:
+    """The figures, the markdown table and `tables` (name -> rows, each a `wandb.Table` with the
+    rows' keys as columns) as one W&B offline run of job type `analysis`."""
     import wandb
 
     out.mkdir(parents=True, exist_ok=True)
@@ -59,6 +43,16 @@ def log_analysis(images: dict[str, Path], out: Path, name: str, table_md: Path |
     payload = {k: wandb.Image(str(p)) for k, p in images.items()}
     if table_md is not None:
         payload["analysis/results_md"] = wandb.Html(f"<pre>{table_md.read_text()}</pre>")
+    for key, rows in (tables or {}).items():
+        columns = list(dict.fromkeys(c for r in rows for c in r))
+        payload[key] = wandb.Table(columns=columns, data=[[_plain(r.get(c)) for c in columns] for r in rows])
     run.log(payload)
     run.finish()
     wandb.teardown()  # wandb 0.31 offline: finish() can return before the run record is on disk
+
+
+def _plain(value):
+    """A table cell W&B can hold: lists as text, numpy numbers as Python numbers."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return value.item() if hasattr(value, "item") else value

@@ -20,11 +20,11 @@ from inform.report.compare.report import markdown, plot, write_report
 from inform.report.compare.stats import (
     bootstrap, iqm, paired_difference, probability_of_improvement, summarize, unpaired_difference,
 )
-from inform.report.compare.table import CsvRun, Curve, csv_run, curves, default_label, default_seed, tidy, write_csv
+from inform.report.compare.table import CsvRun, Curve, csv_run, curves, default_label, default_seed, read_tidy, tidy, write_csv
 
 __all__ = [
     "BUDGETS", "CsvRun", "Curve", "bootstrap", "compare", "coverage", "csv_run", "curves", "default_label", "default_seed",
     "differences", "fit_gao", "fit_run", "fits", "gao_curve", "gao_peak", "iqm", "kl_grid", "levels", "markdown",
-    "on_kl_grid", "paired_difference", "peak", "peaks", "plot", "probability_of_improvement", "summarize", "tidy",
+    "on_kl_grid", "paired_difference", "peak", "peaks", "plot", "probability_of_improvement", "read_tidy", "summarize", "tidy",
     "unpaired_difference", "write_csv", "write_report",
 ]

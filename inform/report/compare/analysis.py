@@ -35,12 +35,16 @@ def on_grid(runs: dict[Any, Curve], seeds: list, grid: np.ndarray, key: str = GO
     return out
 
 
-def coverage(runs: dict[str, dict[Any, Curve]], baseline: str | None = None) -> list[dict]:
-    """Per method: its runs, their seeds, and the seeds any other method ran that it lacks
-    (a partial sweep says what is missing)."""
-    every = sorted({s for m in runs.values() for s in m}, key=_seed_key)
-    return [{"method": m, "runs": len(runs[m]), "seeds": sorted(runs[m], key=_seed_key),
+def coverage(runs: dict[str, dict[Any, Curve]], baseline: str | None = None, expected_seeds=None,
+             expected_methods=()) -> list[dict]:
+    """Per method: its runs, their seeds, and the seeds it lacks: those of `expected_seeds`
+    (the sweep's, e.g. range(10)) or, when None, those any other method ran. A method of
+    `expected_methods` with no run at all gets a row with 0 runs (a partial sweep says what
+    is missing)."""
+    every = sorted(expected_seeds if expected_seeds is not None else {s for m in runs.values() for s in m}, key=_seed_key)
+    rows = [{"method": m, "runs": len(runs[m]), "seeds": sorted(runs[m], key=_seed_key),
              "missing_seeds": [s for s in every if s not in runs[m]]} for m in method_order(runs, baseline)]
+    return rows + [{"method": m, "runs": 0, "seeds": [], "missing_seeds": list(every)} for m in expected_methods if m not in runs]
 
 
 def levels(runs: dict[str, dict[Any, Curve]], grid, key: str = GOLD, baseline: str | None = None, **boot) -> list[dict]:
@@ -123,12 +127,14 @@ def fits(runs: dict[str, dict[Any, Curve]], form: str = "rl", key: str = GOLD, b
 
 
 def compare(table: list[dict[str, Any]], baseline: str, grid=None, budgets=BUDGETS, key: str = GOLD, form: str = "rl",
-            n_boot: int = N_BOOT, level: float = LEVEL, method: str = "expanded", seed: int = 0) -> dict[str, Any]:
+            n_boot: int = N_BOOT, level: float = LEVEL, method: str = "expanded", seed: int = 0, expected_seeds=None,
+            expected_methods=()) -> dict[str, Any]:
     """The whole comparison of a tidy table (`table.tidy`) against the `baseline` method.
 
     grid: the KL points of the curves (default: 26 from 0 to the largest KL reached);
     budgets: the KL budgets of the tables (nats); key: the compared metric; form: the Gao et
-    al. form fitted ("rl" or "bon"); n_boot, level, method, seed: the bootstrap's.
+    al. form fitted ("rl" or "bon"); n_boot, level, method, seed: the bootstrap's;
+    expected_seeds, expected_methods: the sweep's points, for the missing ones (`coverage`).
     Returns the tables: coverage, curve, curve_diff, budgets, budget_diff, peaks, fits, and
     the grid itself.
     """
@@ -141,7 +147,7 @@ def compare(table: list[dict[str, Any]], baseline: str, grid=None, budgets=BUDGE
     return {
         "key": key, "baseline": baseline, "grid": np.asarray(grid, dtype=float), "budgets_kl": tuple(budgets),
         "n_boot": n_boot, "level": level, "interval": method,
-        "coverage": coverage(runs, baseline),
+        "coverage": coverage(runs, baseline, expected_seeds, expected_methods),
         "curve": levels(runs, grid, key, baseline, **boot),
         "curve_diff": differences(runs, baseline, grid, key, **boot),
         "budgets": levels(runs, budgets, key, baseline, **boot),

@@ -6,9 +6,8 @@ move back towards the reference): the value at KL k is the value at the *first t
 run's KL reaches k, linear between the two eval points around that crossing. This is the
 policy a KL budget of k would have kept (stop training when KL first reaches k), and the
 reading of Gao et al. 2022 (arXiv 2210.10760, fig. 1-2), whose KL axis is the distance the
-optimization has travelled from the initial policy. It is the existing rule of
-`inform.report.runs.gold_at_kl`, made exact for every grid point at once: the first index
-whose running maximum of KL reaches k is the end of the first segment that crosses k.
+optimization has travelled from the initial policy. The first index whose running maximum of
+KL reaches k is the end of the first segment that crosses k, for every grid point at once.
 """
 from __future__ import annotations
 

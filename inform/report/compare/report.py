@@ -116,7 +116,8 @@ def plot(res: dict[str, Any], path: str | Path, title: str = "") -> Path:
     for ax in (left, right):
         ax.set_xlabel(KL_LABEL)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a method with fewer than 2 runs draws no curve
+            ax.legend(fontsize=8)
     fig.suptitle(title or f"{res['key']} at matched KL against {res['baseline']}")
     fig.tight_layout()
     return save_figure(fig, path)

@@ -132,14 +132,45 @@ def curves(table: list[dict[str, Any]]) -> dict[str, dict[Any, Curve]]:
     return dict(out)
 
 
+def _cell(text: str, column: str) -> Any:
+    if text == "":
+        return None if column in ("seed", "step", "group", "run") else math.nan
+    if column in ("run", "group", "job_type", "method"):
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if column in ("seed", "step") and number.is_integer() else number
+
+
+def read_tidy(*paths: str | Path) -> list[dict[str, Any]]:
+    """Tidy tables written by `write_csv` (e.g. one per chunk of seeds of a sweep), read back
+    and concatenated: numbers as floats (seed and step as ints), empty cells as NaN (None in
+    the head columns). Columns one file lacks (a detector another chunk logged) are NaN. A
+    file without the tidy head columns is refused, naming it."""
+    rows: list[dict[str, Any]] = []
+    for path in map(Path, paths):
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in ("run", "method", "seed", "step", KL) if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path}: not a tidy table (no column {', '.join(missing)})")
+            rows.extend({k: _cell(v, k) for k, v in r.items()} for r in reader)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return [{k: r.get(k, math.nan) for k in keys} for r in rows]
+
+
 def write_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
-    """Rows as a CSV (columns in first-seen order; NaN and None as empty cells, as
-    `read_csv_metrics` reads them back)."""
+    """Rows as a CSV (columns in first-seen order; NaN and None as empty cells, as `read_tidy`
+    and `read_csv_metrics` read them back), written atomically."""
     path = Path(path)
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         for r in rows:
             w.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in r.items()})
+    tmp.replace(path)  # atomic: a killed analysis leaves the old file, never half a new one
     return path
