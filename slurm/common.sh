@@ -19,7 +19,9 @@ if [ "${INFORM_NPROC:-1}" -gt 1 ] || [ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ]; then
   LAUNCH=(srun "--ntasks=${SLURM_JOB_NUM_NODES:-1}" --ntasks-per-node=1 "--cpus-per-task=${SLURM_CPUS_PER_TASK:-1}"
           --kill-on-bad-exit=1 ${INFORM_SRUN_ARGS:-} bash "$INFORM_ROOT/slurm/node.sh")
 fi
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
+# the allocation wins over a thread count inherited from the submitting shell (`make` exports 2):
+# more threads than allocated CPUs make every OpenMP loop spin against the other tasks
+export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-${OMP_NUM_THREADS:-1}}
 # where run folders go (relative to the repository root unless absolute)
 INFORM_OUTPUTS=${INFORM_OUTPUTS:-outputs}      # single jobs: $INFORM_OUTPUTS/slurm-<job>/
 INFORM_MULTIRUN=${INFORM_MULTIRUN:-multirun}   # arrays: $INFORM_MULTIRUN/slurm-<job>/<task>/
