@@ -246,3 +246,21 @@ def test_write_report_numbers_equal_a_direct_computation(tmp_path):
         assert len(list(csv.DictReader(f))) == 6 * 9
     assert out["curves_csv"].is_file() and out["differences_csv"].is_file()
     assert out["figure"].stat().st_size > 10_000
+
+
+def test_a_verdict_needs_five_seed_pairs():
+    """With 2 pairs the paired interval is the range of the two differences (a bootstrap never
+    leaves the data's range), so two positive differences would read as a win: no verdict
+    below report.MIN_PAIRS = 5; from 5 on, the interval decides, and one holding 0 is
+    'no difference detected'."""
+    from inform.report.compare.report import reading
+
+    two = paired_difference(np.array([1.1, 1.3]), np.array([1.0, 1.0]), n_boot=2000)
+    assert (two["diff_lo"], two["diff_hi"]) == pytest.approx((0.1, 0.3))  # [min, max]
+    assert reading(two) == "no verdict: 2 seed pairs (a verdict needs 5)"
+    up = paired_difference(np.array([1.1, 1.3, 1.2, 1.25, 1.15]), np.ones(5), n_boot=2000)
+    assert up["diff_lo"] > 0 and reading(up) == "above baseline"
+    down = paired_difference(np.ones(5), np.array([1.1, 1.3, 1.2, 1.25, 1.15]), n_boot=2000)
+    assert reading(down) == "below baseline"
+    mixed = paired_difference(np.array([1.1, 0.8, 1.2, 0.9, 1.05]), np.ones(5), n_boot=2000)
+    assert mixed["diff_lo"] < 0 < mixed["diff_hi"] and reading(mixed) == "no difference detected with 5 seeds"
