@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from inform.report.compare import summarize, tidy, write_report
-from inform.report.compare.report import ci
+from inform.report.compare import tidy, write_report
+from inform.report.compare.report import ci, mean_ci as cell
 from inform.report.curves import plt, save_figure
 from inform.report.runs import eval_rows, fire_step, log_analysis
 from inform.tracking.wandb_offline import find_runs
@@ -49,12 +49,6 @@ def describe(run) -> dict:
     c = run.config
     return {"objective": c["objective"]["name"], "seed": c["seed"], "method": mitigation_of(c), "rows": eval_rows(run),
             "name": c.get("name")}
-
-
-def cell(vals: list, digits: int = 2) -> str:
-    """'n/a', one value, or 'mean [lo, hi]' (95% bootstrap CI over seeds, inform.report.compare)."""
-    s = summarize(np.array([v for v in vals if v is not None], dtype=float))
-    return "n/a" if s["n"] == 0 else ci(s["mean"], s["mean_lo"], s["mean_hi"], digits)
 
 
 def detector_table(runs: list[dict]) -> tuple[list[dict], dict]:
@@ -164,7 +158,7 @@ def main(argv=None) -> dict:
     write_markdown(det, mit, args.out / "results.md")
     if not args.no_wandb:
         log_analysis(images, args.out, "detectors-analysis", args.out / "results.md",
-                     tables={"analysis/detectors_table": [{k: v for k, v in r.items()} for r in det],
+                     tables={"analysis/detectors_table": det,
                              **({} if mit is None else {"analysis/mitigations_budgets": mit["results"]["budgets"],
                                                         "analysis/mitigations_budget_diff": mit["results"]["budget_diff"]})})
     print((args.out / "results.md").read_text())

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from inform.report.compare import on_kl_grid, peak, read_tidy, summarize, tidy, write_csv, write_report
-from inform.report.compare.report import ci
+from inform.report.compare.report import summary_ci as cell
 from inform.report.curves import plt, save_figure
 from inform.report.runs import log_analysis
 from inform.tracking.wandb_offline import find_runs
@@ -136,10 +136,11 @@ def grid_table(runs: list[dict], n_boot: int) -> list[dict]:
         def col(f):
             return summarize(np.array([f(i["rows"]) for i in items], dtype=float), n_boot=n_boot)
         kl = [np.array([x["eval/kl"] for x in i["rows"]]) for i in items]
+        peaks = [peak(k, [x["reward/gold"] for x in i["rows"]]) for k, i in zip(kl, items)]  # (gold, KL) per run
         row = {"noise": noise, "size": size, "method": method, "seeds": len(items),
                "sft_gold": col(lambda rs: rs[0]["reward/gold"]),
-               "peak_gold": col(lambda rs: peak([x["eval/kl"] for x in rs], [x["reward/gold"] for x in rs])[0]),
-               "peak_kl": col(lambda rs: peak([x["eval/kl"] for x in rs], [x["reward/gold"] for x in rs])[1]),
+               "peak_gold": summarize(np.array([p[0] for p in peaks]), n_boot=n_boot),
+               "peak_kl": summarize(np.array([p[1] for p in peaks]), n_boot=n_boot),
                "final_gold": col(lambda rs: rs[-1]["reward/gold"]), "final_kl": col(lambda rs: rs[-1]["eval/kl"]),
                "final_proxy": col(lambda rs: rs[-1]["reward/proxy_eval"])}
         for k in KL_POINTS:
@@ -147,11 +148,6 @@ def grid_table(runs: list[dict], n_boot: int) -> list[dict]:
             row[f"gold@{k:g}"] = summarize(np.array(vals), n_boot=n_boot)
         out.append(row)
     return out
-
-
-def cell(s: dict, digits: int = 2) -> str:
-    """'n/a' (no run reached it), a value, or 'mean [lo, hi]' over seeds."""
-    return "n/a" if s["n"] == 0 else ci(s["mean"], s["mean_lo"], s["mean_hi"], digits)
 
 
 def plot_grid(runs: list[dict], path: Path) -> Path:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inform.report.compare import peak, summarize, tidy, write_report
-from inform.report.compare.report import ci
+from inform.report.compare import peak, tidy, write_report
+from inform.report.compare.report import mean_ci as cell
 from inform.report.curves import plt, save_figure
 from inform.report.runs import RL_JOBS, eval_rows, log_analysis
 from inform.tracking.wandb_offline import find_runs
@@ -75,12 +75,6 @@ def plot(cells: dict, path: Path) -> Path:
 
 def label(config: dict) -> str:
     return f"beta {float(config['beta']):g}, d {int(config['latent_dim'])}"
-
-
-def cell(vals: list[float], digits: int = 2) -> str:
-    """'n/a', one value, or 'mean [lo, hi]' (95% bootstrap CI over seeds)."""
-    s = summarize(np.array(vals, dtype=float))
-    return "n/a" if s["n"] == 0 else ci(s["mean"], s["mean_lo"], s["mean_hi"], digits)
 
 
 def write_markdown(cells: dict, path: Path, compared: Path | None = None) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from inform.report.compare.analysis import compare
+from inform.report.compare.stats import summarize
 from inform.report.compare.table import write_csv
 from inform.report.curves import plt, save_figure
 
@@ -24,6 +25,16 @@ def ci(est: float, lo: float, hi: float, digits: int = 2) -> str:
     if lo is None or math.isnan(lo) or math.isnan(hi):
         return f"{est:.{digits}f}"
     return f"{est:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def summary_ci(s: dict, digits: int = 2) -> str:
+    """A `stats.summarize` result as 'n/a' (no finite value), one value, or 'mean [lo, hi]'."""
+    return "n/a" if s["n"] == 0 else ci(s["mean"], s["mean_lo"], s["mean_hi"], digits)
+
+
+def mean_ci(values, digits: int = 2, **boot) -> str:
+    """`summary_ci` of the values over seeds (None and NaN left out); boot: `summarize`'s options."""
+    return summary_ci(summarize(np.array(values, dtype=float), **boot), digits)
 
 
 MIN_PAIRS = 5  # the fewest seed pairs a verdict rests on
